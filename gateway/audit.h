@@ -1,0 +1,53 @@
+/*
+ * audit: the append-only, hash-chained audit log, written by one thread with
+ * group commit so that no write or fsync ever runs on the event loop.
+ *
+ * Every line is {"seq":N,"prev":"<sha256 hex of the previous line>",...}
+ * (format smc-gateway-audit-v1, see README.md "For auditors"). The loop hands
+ * over entry bodies; the writer numbers and chains them in file order, writes
+ * a batch, runs one fdatasync for the batch when any entry asked for
+ * durability, and then wakes each waiting request on the loop.
+ */
+#ifndef GW_AUDIT_H
+#define GW_AUDIT_H
+
+#include "buf.h"
+
+#include <event2/event.h>
+#include <stdint.h>
+
+struct audit;
+
+struct audit_opts {
+    const char *path;     /* the audit file (borrowed for the call) */
+    const char *instance; /* names the chain */
+};
+
+/* Called on the loop thread: ok = 1 when the entry is written (and synced
+ * when it asked to be durable), 0 when it could not be recorded. */
+typedef void (*audit_done_cb)(void *arg, int ok);
+
+/*
+ * Open (creating with mode 0640) the audit file and pick up its chain from
+ * its last line. Starts the writer thread. NULL with a message in err on
+ * failure. The caller frees with audit_free.
+ */
+struct audit *audit_new(struct event_base *base, const struct audit_opts *o, struct buf *err);
+/* Write what is queued, sync, stop the thread, close. NULL-safe. */
+void audit_free(struct audit *a);
+
+/*
+ * Append one entry. body is a JSON object text beginning with '{' (the caller
+ * builds it; it must not contain "seq" or "prev"); audit_append takes
+ * ownership of it (malloc'ed). cb (may be NULL) runs on the loop later, never
+ * from inside this call. Returns -1 only when the entry was refused at once
+ * (the log is failed): cb is then still called, with ok = 0.
+ */
+int audit_append(struct audit *a, char *body, int durable, audit_done_cb cb, void *arg);
+
+/* 1 while entries can be recorded; 0 after a write or sync failed. */
+int audit_healthy(const struct audit *a);
+/* Why the log is not healthy (static text), or NULL. */
+const char *audit_problem(const struct audit *a);
+
+#endif

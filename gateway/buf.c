@@ -1,0 +1,202 @@
+/*
+ * buf: capped growable buffers (see buf.h). Appends are all-or-nothing so a
+ * failed append never leaves half a field in an audit line or a signature.
+ */
+#include "buf.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(struct buf *b, size_t max)
+{
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void buf_free(struct buf *b)
+{
+    if (b == NULL)
+        return;
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+void buf_wipe(struct buf *b)
+{
+    if (b == NULL)
+        return;
+    if (b->p != NULL)
+        OPENSSL_cleanse(b->p, b->cap);
+    buf_free(b);
+}
+
+void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->p != NULL)
+        b->p[0] = '\0';
+}
+
+/* Make room for `more` bytes plus the NUL; -1 when the cap forbids it. */
+static int buf_reserve(struct buf *b, size_t more)
+{
+    int rc = -1;
+    size_t need, ncap;
+    char *np;
+
+    if (more > b->max - b->len)
+        goto out;
+    need = b->len + more + 1;
+    if (need <= b->cap) {
+        rc = 0;
+        goto out;
+    }
+    ncap = b->cap ? b->cap : 64;
+    while (ncap < need)
+        ncap *= 2;
+    if (ncap > b->max + 1)
+        ncap = b->max + 1;
+    np = malloc(ncap);
+    if (np == NULL)
+        goto out;
+    if (b->p != NULL) {
+        memcpy(np, b->p, b->len + 1);
+        /* Old copies may hold secrets (signing keys, form bodies). */
+        OPENSSL_cleanse(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = np;
+    b->cap = ncap;
+    rc = 0;
+out:
+    return rc;
+}
+
+int buf_add(struct buf *b, const void *data, size_t len)
+{
+    if (buf_reserve(b, len) != 0)
+        return -1;
+    if (len > 0)
+        memcpy(b->p + b->len, data, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+int buf_adds(struct buf *b, const char *s)
+{
+    return buf_add(b, s, strlen(s));
+}
+
+int buf_addc(struct buf *b, char c)
+{
+    return buf_add(b, &c, 1);
+}
+
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+{
+    int rc = -1;
+    int n;
+    va_list ap2;
+
+    va_copy(ap2, ap);
+    n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0 || buf_reserve(b, (size_t)n) != 0)
+        goto out;
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    rc = 0;
+out:
+    return rc;
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+    int rc;
+    va_list ap;
+
+    va_start(ap, fmt);
+    rc = buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+char *buf_take(struct buf *b)
+{
+    char *p = b->p;
+
+    if (p == NULL)
+        p = calloc(1, 1);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+size_t buf_utf8_len(const unsigned char *s, size_t avail)
+{
+    size_t n = 0;
+    unsigned int cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        n = 2;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        n = 3;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        n = 4;
+    if (n == 0 || n > avail)
+        return 0;
+    cp = s[0] & (0x7F >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8. */
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+int buf_json_str(struct buf *b, const char *s, size_t len)
+{
+    int rc = -1;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+
+    if (buf_addc(b, '"') != 0)
+        goto out;
+    while (i < len) {
+        unsigned char c = u[i];
+        size_t n;
+        int r;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            r = buf_add(b, e, 2);
+            n = 1;
+        } else if (c < 0x20 || c == 0x7F) {
+            r = buf_printf(b, "\\u%04x", c);
+            n = 1;
+        } else if ((n = buf_utf8_len(u + i, len - i)) == 0) {
+            r = buf_add(b, "\\ufffd", 6);
+            n = 1;
+        } else {
+            r = buf_add(b, u + i, n);
+        }
+        if (r != 0)
+            goto out;
+        i += n;
+    }
+    if (buf_addc(b, '"') != 0)
+        goto out;
+    rc = 0;
+out:
+    return rc;
+}

@@ -1,0 +1,41 @@
+/*
+ * buf: a growable byte buffer with a hard cap, in the spirit of curl's dynbuf.
+ * Every buffer that holds outside input or builds output has a maximum size;
+ * an append that would pass it fails and leaves the buffer as it was.
+ * The memory is always NUL-terminated so text can be used as a C string.
+ */
+#ifndef GW_BUF_H
+#define GW_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+    char *p;    /* owned; NULL until the first append */
+    size_t len; /* bytes used, excluding the terminating NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* the cap: len never exceeds it */
+};
+
+void buf_init(struct buf *b, size_t max);
+/* Free the memory; buf_wipe also overwrites it first (secrets). NULL-safe. */
+void buf_free(struct buf *b);
+void buf_wipe(struct buf *b);
+void buf_reset(struct buf *b);
+int buf_add(struct buf *b, const void *data, size_t len);
+int buf_adds(struct buf *b, const char *s);
+int buf_addc(struct buf *b, char c);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/*
+ * Append s (len bytes, any content) as a quoted JSON string. Control
+ * characters are escaped and bytes that are not valid UTF-8 become U+FFFD,
+ * so the result is valid JSON whatever the input.
+ */
+int buf_json_str(struct buf *b, const char *s, size_t len);
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not valid. */
+size_t buf_utf8_len(const unsigned char *s, size_t avail);
+/* Hand the memory to the caller (who frees it) and reset the buffer. */
+char *buf_take(struct buf *b);
+
+#endif

@@ -1,0 +1,346 @@
+/*
+ * config: loading and validating the configuration file (see config.h).
+ * Every key is checked for type and range; relative paths are resolved
+ * against the config file's folder; cross-file references (policy →
+ * credentials) are checked here so a bad combination never starts.
+ */
+#include "config.h"
+
+#include "jcheck.h"
+#include "log.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CFG_FILE_MAX (1024 * 1024)
+
+static uint64_t cfg_generation;
+
+struct gw_config *cfg_ref(struct gw_config *c)
+{
+    if (c != NULL)
+        c->refs++;
+    return c;
+}
+
+void cfg_unref(struct gw_config *c)
+{
+    if (c == NULL || --c->refs > 0)
+        return;
+    free(c->path);
+    free(c->listen_host);
+    free(c->instance);
+    free(c->auth.key_file);
+    free(c->auth.issuer);
+    free(c->auth.audience);
+    free(c->auth.team_claim);
+    free(c->auth.team_prefix);
+    free(c->upstream.endpoint);
+    free(c->upstream.proxy);
+    free(c->upstream.ca_file);
+    free(c->audit.file);
+    free(c->policy_file);
+    free(c->credentials_file);
+    auth_keyset_free(c->keys);
+    pol_free(c->policy);
+    creds_free(c->creds);
+    free(c);
+}
+
+int cfg_parse_listen(const char *s, char **host, int *port)
+{
+    int rc = -1;
+    const char *colon, *h = s;
+    size_t hlen;
+    char *end;
+    long p;
+
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (rb == NULL || rb[1] != ':')
+            goto out;
+        h = s + 1;
+        hlen = (size_t)(rb - h);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            goto out;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0)
+        goto out;
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || end == colon + 1 || p < 0 || p > 65535)
+        goto out;
+    *host = strndup(h, hlen);
+    *port = (int)p;
+    rc = *host ? 0 : -1;
+out:
+    return rc;
+}
+
+/* Make a path named in the config absolute, relative to the config's folder. */
+static void resolve_path(char **p, const char *dir)
+{
+    char *abs;
+
+    if (*p == NULL || (*p)[0] == '/')
+        return;
+    if (asprintf(&abs, "%s/%s", dir, *p) < 0)
+        return;
+    free(*p);
+    *p = abs;
+}
+
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+static void check_endpoint(struct jc *jc, const char *key, const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        jc_error(jc, key, "is not a valid URL");
+    } else if (strcmp(scheme, "https") != 0 && !(strcmp(scheme, "http") == 0 && is_loopback(host))) {
+        jc_error(jc, key, "must be https:// (http:// only to a loopback address)");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+}
+
+static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
+{
+    static const char *const keys[] = {"algorithms",  "key_file",       "issuer",
+                                       "audience",    "team_claim",     "team_prefix",
+                                       "leeway_seconds", "max_token_age_seconds", NULL};
+    const json_t *a = jc_object(jc, root, "", "auth", 1);
+    char **algs = NULL;
+
+    if (a == NULL)
+        return;
+    jc_only_keys(jc, a, "auth", keys);
+    if (jc_strv(jc, a, "auth", "algorithms", 1, &algs, NULL) == 0) {
+        for (size_t i = 0; algs[i] != NULL; i++) {
+            int alg = auth_alg_parse(algs[i]);
+            char p[64];
+            snprintf(p, sizeof(p), "auth.algorithms[%zu]", i);
+            if (alg == 0)
+                jc_error(jc, p, "unknown algorithm \"%s\" (HS256/384/512, RS256/384/512, ES256/384/512; exact case)",
+                         algs[i]);
+            c->auth.algs |= alg;
+        }
+        if ((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC))
+            jc_error(jc, "auth.algorithms", "mixes symmetric (HS*) and asymmetric algorithms: with one key file "
+                                            "that is the key-confusion attack");
+    }
+    jc_strv_free(algs);
+    jc_string(jc, a, "auth", "key_file", 1, &c->auth.key_file);
+    jc_string(jc, a, "auth", "issuer", 1, &c->auth.issuer);
+    jc_string(jc, a, "auth", "audience", 1, &c->auth.audience);
+    jc_string(jc, a, "auth", "team_claim", 0, &c->auth.team_claim);
+    jc_string(jc, a, "auth", "team_prefix", 0, &c->auth.team_prefix);
+    jc_int(jc, a, "auth", "leeway_seconds", 0, 3600, &c->auth.leeway_s);
+    jc_int(jc, a, "auth", "max_token_age_seconds", 0, 31 * 86400, &c->auth.max_age_s);
+    if (c->auth.team_claim == NULL)
+        c->auth.team_claim = strdup("team");
+}
+
+static void load_upstream(struct jc *jc, const json_t *root, struct gw_config *c)
+{
+    static const char *const keys[] = {"endpoint",   "method",      "connect_timeout_ms", "timeout_ms",
+                                       "deadline_ms", "max_retries", "proxy",              "ca_file", NULL};
+    const json_t *u = jc_object(jc, root, "", "upstream", 0);
+    char *method = NULL;
+
+    if (u != NULL) {
+        jc_only_keys(jc, u, "upstream", keys);
+        jc_string(jc, u, "upstream", "endpoint", 0, &c->upstream.endpoint);
+        if (jc_string(jc, u, "upstream", "method", 0, &method) == 0 && method != NULL) {
+            if (strcmp(method, "POST") == 0)
+                c->upstream.post = 1;
+            else if (strcmp(method, "GET") == 0)
+                c->upstream.post = 0;
+            else
+                jc_error(jc, "upstream.method", "must be \"POST\" or \"GET\"");
+        }
+        jc_int(jc, u, "upstream", "connect_timeout_ms", 1, 600000, &c->upstream.connect_timeout_ms);
+        jc_int(jc, u, "upstream", "timeout_ms", 1, 600000, &c->upstream.timeout_ms);
+        jc_int(jc, u, "upstream", "deadline_ms", 1, 3600000, &c->upstream.deadline_ms);
+        jc_int(jc, u, "upstream", "max_retries", 0, 10, &c->upstream.max_retries);
+        jc_string(jc, u, "upstream", "proxy", 0, &c->upstream.proxy);
+        jc_string(jc, u, "upstream", "ca_file", 0, &c->upstream.ca_file);
+    }
+    free(method);
+    if (c->upstream.endpoint == NULL)
+        c->upstream.endpoint = strdup("https://smc.aliyuncs.com/");
+    check_endpoint(jc, "upstream.endpoint", c->upstream.endpoint);
+    if (c->upstream.proxy != NULL) {
+        CURLU *pu = curl_url();
+        if (pu == NULL || curl_url_set(pu, CURLUPART_URL, c->upstream.proxy, 0) != CURLUE_OK)
+            jc_error(jc, "upstream.proxy", "is not a valid URL");
+        curl_url_cleanup(pu);
+    }
+    if (c->upstream.connect_timeout_ms > c->upstream.timeout_ms)
+        jc_error(jc, "upstream.connect_timeout_ms", "must not exceed upstream.timeout_ms (%ld)",
+                 c->upstream.timeout_ms);
+    if (c->upstream.timeout_ms > c->upstream.deadline_ms)
+        jc_error(jc, "upstream.timeout_ms", "must not exceed upstream.deadline_ms (%ld)", c->upstream.deadline_ms);
+}
+
+static void load_audit(struct jc *jc, const json_t *root, struct gw_config *c)
+{
+    static const char *const keys[] = {"file", NULL};
+    const json_t *a = jc_object(jc, root, "", "audit", 1);
+
+    if (a == NULL)
+        return;
+    jc_only_keys(jc, a, "audit", keys);
+    jc_string(jc, a, "audit", "file", 1, &c->audit.file);
+}
+
+static void load_limits(struct jc *jc, const json_t *root, struct gw_config *c)
+{
+    static const char *const keys[] = {"max_header_bytes", "max_body_bytes", NULL};
+    const json_t *l = jc_object(jc, root, "", "limits", 0);
+
+    if (l == NULL)
+        return;
+    jc_only_keys(jc, l, "limits", keys);
+    jc_int(jc, l, "limits", "max_header_bytes", 1024, 1024 * 1024, &c->limits.max_header_bytes);
+    jc_int(jc, l, "limits", "max_body_bytes", 0, 1024 * 1024, &c->limits.max_body_bytes);
+}
+
+static int valid_instance(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* Load the files the config names, then check references between them. */
+static void load_files(struct jc *jc, struct gw_config *c, struct buf *err)
+{
+    if (c->auth.key_file != NULL && c->auth.algs != 0 &&
+        !((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC))) {
+        if ((c->auth.algs & AUTH_ALGS_HMAC) && creds_check_secrecy(c->auth.key_file, err) != 0)
+            jc->nerr++;
+        else if (auth_keyset_load_file(c->auth.key_file, c->auth.algs, &c->keys, err) != 0)
+            jc->nerr++;
+    }
+    if (c->policy_file != NULL && pol_load(c->policy_file, &c->policy, err) != 0)
+        jc->nerr++;
+    if (c->credentials_file != NULL && creds_load(c->credentials_file, &c->creds, err) != 0)
+        jc->nerr++;
+    if (c->policy != NULL && c->creds != NULL) {
+        for (size_t i = 0; i < c->policy->n; i++) {
+            const struct pol_team *t = &c->policy->teams[i];
+            if (t->credential != NULL && creds_find(c->creds, t->credential) == NULL) {
+                buf_printf(err, "%s: teams.%s.credential: \"%s\" is not an entry of %s%s\n", c->policy_file, t->name,
+                           t->credential, c->credentials_file,
+                           strcmp(t->credential, "default") == 0 ? " (nor set by ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET)"
+                                                                 : "");
+                jc->nerr++;
+            }
+        }
+    }
+}
+
+struct gw_config *cfg_load(const char *path, struct buf *err)
+{
+    static const char *const keys[] = {"listen",      "instance",         "auth",     "policy_file",
+                                       "credentials_file", "upstream",    "audit",    "limits",
+                                       "log_level",   NULL};
+    struct gw_config *c = NULL, *ret = NULL;
+    struct jc jc;
+    json_t *root = NULL;
+    char *listen = NULL, *level = NULL, *dir = NULL, *slash;
+    char host[256];
+
+    jc_init(&jc, path, err);
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto out;
+    c->refs = 1;
+    c->path = realpath(path, NULL);
+    c->log_level = LOG_LVL_INFO;
+    c->auth.leeway_s = 60;
+    c->upstream.post = 1;
+    c->upstream.connect_timeout_ms = 3000;
+    c->upstream.timeout_ms = 10000;
+    c->upstream.deadline_ms = 25000;
+    c->upstream.max_retries = 2;
+    c->limits.max_header_bytes = 32768;
+    c->limits.max_body_bytes = 16384;
+    if (jc_load_file(&jc, CFG_FILE_MAX, 0, &root) != 0)
+        goto out;
+    dir = strdup(c->path ? c->path : path);
+    if (dir == NULL)
+        goto out;
+    slash = strrchr(dir, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    else
+        dir[0] = '.', dir[1] = '\0';
+
+    jc_only_keys(&jc, root, "", keys);
+    if (jc_string(&jc, root, "", "listen", 1, &listen) == 0 && listen != NULL &&
+        cfg_parse_listen(listen, &c->listen_host, &c->listen_port) != 0)
+        jc_error(&jc, "listen", "must be HOST:PORT or [IPv6]:PORT");
+    jc_string(&jc, root, "", "instance", 0, &c->instance);
+    if (c->instance == NULL) {
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "gateway");
+        host[sizeof(host) - 1] = '\0';
+        c->instance = strdup(host);
+    }
+    if (c->instance != NULL && !valid_instance(c->instance))
+        jc_error(&jc, "instance", "must be 1-64 characters of A-Za-z0-9._-");
+    if (jc_string(&jc, root, "", "log_level", 0, &level) == 0 && level != NULL &&
+        (c->log_level = log_level_parse(level)) < 0)
+        jc_error(&jc, "log_level", "must be debug, info, warn or error");
+    load_auth(&jc, root, c);
+    jc_string(&jc, root, "", "policy_file", 1, &c->policy_file);
+    jc_string(&jc, root, "", "credentials_file", 1, &c->credentials_file);
+    load_upstream(&jc, root, c);
+    load_audit(&jc, root, c);
+    load_limits(&jc, root, c);
+
+    resolve_path(&c->auth.key_file, dir);
+    resolve_path(&c->policy_file, dir);
+    resolve_path(&c->credentials_file, dir);
+    resolve_path(&c->upstream.ca_file, dir);
+    resolve_path(&c->audit.file, dir);
+    load_files(&jc, c, err);
+    if (jc.nerr > 0)
+        goto out;
+    c->generation = ++cfg_generation;
+    ret = c;
+    c = NULL;
+out:
+    free(listen);
+    free(level);
+    free(dir);
+    json_decref(root);
+    cfg_unref(c);
+    return ret;
+}

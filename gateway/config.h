@@ -1,0 +1,81 @@
+/*
+ * config: the gateway's configuration, read from one JSON file and the files
+ * it names (policy, credentials, keys), validated completely before use.
+ * A loaded configuration is immutable and reference-counted: every request
+ * holds the generation it started with, and a reload builds a new one off to
+ * the side and swaps it in (the only global is that current snapshot).
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include "auth.h"
+#include "buf.h"
+#include "creds.h"
+#include "policy.h"
+
+#include <stdint.h>
+
+struct cfg_auth {
+    int algs; /* AUTH_* bitmask */
+    char *key_file;
+    char *issuer;
+    char *audience;
+    char *team_claim;  /* default "team" */
+    char *team_prefix; /* or NULL */
+    long leeway_s;
+    long max_age_s;
+};
+
+struct cfg_upstream {
+    char *endpoint; /* https://, or http:// to loopback */
+    int post;       /* 1: POST form body (default), 0: GET query */
+    long connect_timeout_ms;
+    long timeout_ms;
+    long deadline_ms;
+    long max_retries;
+    char *proxy;   /* or NULL: never taken from the environment */
+    char *ca_file; /* or NULL: the system store */
+};
+
+struct cfg_audit {
+    char *file;
+};
+
+struct cfg_limits {
+    long max_header_bytes;
+    long max_body_bytes;
+};
+
+struct gw_config {
+    int refs;
+    uint64_t generation;
+    char *path; /* the config file itself */
+    char *listen_host;
+    int listen_port;
+    char *instance;
+    int log_level;
+    struct cfg_auth auth;
+    struct cfg_upstream upstream;
+    struct cfg_audit audit;
+    struct cfg_limits limits;
+    char *policy_file;
+    char *credentials_file;
+    /* Loaded from the files above; owned. */
+    struct auth_keyset *keys;
+    struct policy *policy;
+    struct creds *creds;
+};
+
+/*
+ * Load path and every file it names. On failure returns NULL and err holds
+ * one "FILE: KEY: problem" line per problem found. The result has refs = 1.
+ */
+struct gw_config *cfg_load(const char *path, struct buf *err);
+struct gw_config *cfg_ref(struct gw_config *c);
+/* Drop a reference; the last one frees everything (secrets wiped). NULL-safe. */
+void cfg_unref(struct gw_config *c);
+
+/* Parse "host:port" or "[v6]:port"; host receives a malloc'ed copy. */
+int cfg_parse_listen(const char *s, char **host, int *port);
+
+#endif

@@ -1,0 +1,467 @@
+/*
+ * jobs: the DELETE /jobs/{JobId} pipeline (see jobs.h). The struct job below
+ * is the request's whole state; it holds a reference to the configuration
+ * snapshot the request started with, and is freed in one place (job_free)
+ * after the reply is sent and the outcome entry handed to the audit writer.
+ */
+#include "jobs.h"
+
+#include "audit.h"
+#include "auth.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "policy.h"
+#include "ratelimit.h"
+#include "server.h"
+#include "sign.h"
+#include "upstream.h"
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define JOBS_ACTION "DeleteReplicationJob"
+#define JOBS_API_VERSION "2019-06-01"
+#define JOBS_PATH_MAX 256
+#define JOBS_ENTRY_MAX (64 * 1024)
+
+struct job {
+    struct gw *gw;
+    struct gw_config *cfg; /* reference held until job_free */
+    struct evhttp_request *http;
+    char request_id[160];
+    char job_id[ROUTE_JOB_ID_MAX + 1];
+    char client_ip[64];
+    char method[16];
+    char path[JOBS_PATH_MAX * 3 + 8]; /* escaped, from at most JOBS_PATH_MAX bytes */
+    char ticket[80];                  /* "" when none was sent */
+    struct auth_identity id;
+    const char *team; /* borrowed from the policy of cfg, or from the token */
+    const struct pol_team *pteam;
+    const struct cred *cred;
+    int64_t t0_ms;
+};
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "OTHER";
+    }
+}
+
+/* The path as an auditor should read it: at most JOBS_PATH_MAX bytes of the
+ * target, bytes outside printable ASCII (and '"', '\') percent-encoded. */
+static void escape_path(char *out, size_t outlen, const char *uri)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+
+    for (size_t i = 0; uri[i] != '\0' && i < JOBS_PATH_MAX && n + 4 < outlen; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        if (c <= 0x20 || c >= 0x7F || c == '"' || c == '\\') {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+}
+
+static struct job *job_new(struct gw *gw, struct evhttp_request *req, const char *job_id, const char *request_id)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    struct evhttp_connection *con = evhttp_request_get_connection(req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+
+    if (j == NULL)
+        return NULL;
+    j->gw = gw;
+    j->cfg = cfg_ref(gw->cfg);
+    j->http = req;
+    j->t0_ms = clock_mono_ms();
+    snprintf(j->request_id, sizeof(j->request_id), "%s", request_id);
+    snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
+    snprintf(j->method, sizeof(j->method), "%s", method_name(evhttp_request_get_command(req)));
+    escape_path(j->path, sizeof(j->path), evhttp_request_get_uri(req));
+    if (con != NULL)
+        evhttp_connection_get_peer(con, &addr, &port);
+    snprintf(j->client_ip, sizeof(j->client_ip), "%s", addr ? addr : "");
+    gw->jobs_in_flight++;
+    return j;
+}
+
+static void job_free(struct job *j)
+{
+    if (j == NULL)
+        return;
+    j->gw->jobs_in_flight--;
+    auth_identity_clear(&j->id);
+    cfg_unref(j->cfg);
+    free(j);
+}
+
+/* Common leading members of every entry about this request. */
+static void entry_begin(struct buf *b, const struct job *j, const char *event)
+{
+    char ts[40];
+
+    clock_rfc3339_ms(ts, sizeof(ts), clock_wall_ms());
+    buf_printf(b, "{\"ts\":\"%s\",\"instance\":", ts);
+    buf_json_str(b, j->cfg->instance, strlen(j->cfg->instance));
+    buf_printf(b, ",\"event\":\"%s\",\"request_id\":", event);
+    buf_json_str(b, j->request_id, strlen(j->request_id));
+    buf_adds(b, ",\"client_ip\":");
+    buf_json_str(b, j->client_ip, strlen(j->client_ip));
+    buf_printf(b, ",\"method\":\"%s\",\"path\":", j->method);
+    buf_json_str(b, j->path, strlen(j->path));
+    buf_adds(b, ",\"job_id\":");
+    if (j->job_id[0] != '\0')
+        buf_json_str(b, j->job_id, strlen(j->job_id));
+    else
+        buf_adds(b, "null");
+}
+
+static void entry_str(struct buf *b, const char *key, const char *val)
+{
+    if (val == NULL || val[0] == '\0')
+        return;
+    buf_printf(b, ",\"%s\":", key);
+    buf_json_str(b, val, strlen(val));
+}
+
+/* Identity members: only ever from a verified token. */
+static void entry_identity(struct buf *b, const struct job *j)
+{
+    if (j->id.sub == NULL)
+        return;
+    entry_str(b, "sub", j->id.sub);
+    entry_str(b, "team", j->team);
+    entry_str(b, "jti", j->id.jti);
+}
+
+static void submit(struct job *j, struct buf *b, int durable, audit_done_cb cb, void *arg)
+{
+    if (buf_addc(b, '}') != 0 || b->p == NULL) {
+        log_msg(LOG_LVL_ERROR, j->request_id, "audit entry exceeded %zu bytes", b->max);
+        buf_free(b);
+        if (cb != NULL)
+            cb(arg, 0);
+        return;
+    }
+    audit_append(j->gw->audit, buf_take(b), durable, cb, arg);
+}
+
+static void on_refusal_summary(void *arg, const char *client, uint64_t suppressed, int64_t start_ms)
+{
+    struct gw *gw = arg;
+    struct buf b;
+    char ts[40], ws[40];
+
+    clock_rfc3339_ms(ts, sizeof(ts), clock_wall_ms());
+    clock_rfc3339_ms(ws, sizeof(ws), start_ms);
+    buf_init(&b, JOBS_ENTRY_MAX);
+    buf_printf(&b, "{\"ts\":\"%s\",\"instance\":", ts);
+    buf_json_str(&b, gw->cfg->instance, strlen(gw->cfg->instance));
+    buf_adds(&b, ",\"event\":\"refusals_suppressed\",\"client_ip\":");
+    buf_json_str(&b, client, strlen(client));
+    buf_printf(&b, ",\"count\":%llu,\"window_start\":\"%s\"}", (unsigned long long)suppressed, ws);
+    if (b.p != NULL)
+        audit_append(gw->audit, buf_take(&b), 0, NULL, NULL);
+    buf_free(&b);
+}
+
+void jobs_sweep_refusals(struct gw *gw, int all)
+{
+    rl_refusals_sweep(gw->refusals, all ? INT64_MAX : clock_wall_ms(), on_refusal_summary, gw);
+}
+
+/*
+ * Refuse a request and record it. Before authentication succeeds the entry
+ * is rate-limited per client address and asks for no fsync of its own.
+ */
+static void refuse(struct job *j, int status, const char *reason, const char *type, const char *title,
+                   const char *detail, int close_conn, const char *www_auth)
+{
+    struct buf b;
+    int authenticated = j->id.sub != NULL;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(j->http);
+
+    if (authenticated || rl_refusal_admit(j->gw->refusals, j->client_ip, clock_wall_ms(), on_refusal_summary, j->gw)) {
+        buf_init(&b, JOBS_ENTRY_MAX);
+        entry_begin(&b, j, "decision");
+        entry_identity(&b, j);
+        entry_str(&b, "ticket", j->ticket);
+        buf_adds(&b, ",\"decision\":\"deny\"");
+        entry_str(&b, "reason", reason);
+        buf_printf(&b, ",\"status\":%d,\"result\":\"refused\"", status);
+        submit(j, &b, authenticated, NULL, NULL);
+    }
+    if (close_conn)
+        evhttp_add_header(oh, "Connection", "close");
+    if (www_auth != NULL)
+        evhttp_add_header(oh, "WWW-Authenticate", www_auth);
+    if (status == 405)
+        evhttp_add_header(oh, "Allow", "DELETE");
+    srv_problem(j->http, j->request_id, status, type, title, detail, NULL);
+    job_free(j);
+}
+
+/* Count the instances of header name (case-insensitive). */
+static int header_count(struct evkeyvalq *h, const char *name)
+{
+    int n = 0;
+
+    for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
+        if (strcasecmp(kv->key, name) == 0)
+            n++;
+    return n;
+}
+
+/* HTTP hygiene: 0 when the request may go on, else refused already. */
+static int check_hygiene(struct job *j)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(j->http);
+    const char *cl = evhttp_find_header(h, "Content-Length");
+    size_t bodylen = evbuffer_get_length(evhttp_request_get_input_buffer(j->http));
+    const char *ticket;
+
+    if (header_count(h, "Transfer-Encoding") > 0) {
+        refuse(j, 400, "transfer_encoding", "bad-request", "Transfer-Encoding is not accepted",
+               "DELETE takes no body; Transfer-Encoding is refused to rule out request smuggling", 1, NULL);
+        return -1;
+    }
+    if (header_count(h, "Content-Length") > 1) {
+        refuse(j, 400, "duplicate_content_length", "bad-request", "Content-Length is sent more than once",
+               "Two Content-Length headers make the message length ambiguous", 1, NULL);
+        return -1;
+    }
+    if (bodylen > 0 || (cl != NULL && strcmp(cl, "0") != 0)) {
+        refuse(j, 400, "body_not_allowed", "bad-request", "DELETE takes no body", NULL, 1, NULL);
+        return -1;
+    }
+    if (header_count(h, "X-Change-Ticket") > 1) {
+        refuse(j, 400, "bad_ticket", "bad-ticket", "X-Change-Ticket is sent more than once", NULL, 0, NULL);
+        return -1;
+    }
+    ticket = evhttp_find_header(h, "X-Change-Ticket");
+    if (ticket != NULL) {
+        if (!route_valid_ticket(ticket)) {
+            refuse(j, 400, "bad_ticket", "bad-ticket", "X-Change-Ticket is invalid",
+                   "At most 64 characters of A-Za-z0-9._:/-", 0, NULL);
+            return -1;
+        }
+        snprintf(j->ticket, sizeof(j->ticket), "%s", ticket);
+    }
+    return 0;
+}
+
+/* Authenticate: 0 with j->id filled, else refused already. */
+static int authenticate(struct job *j)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(j->http);
+    const char *authz = evhttp_find_header(h, "Authorization");
+    const struct gw_config *c = j->cfg;
+    struct auth_params p = {c->auth.algs, c->auth.issuer, c->auth.audience, c->auth.leeway_s, c->auth.max_age_s};
+    const char *tok;
+    enum auth_err e;
+    char reason[64];
+
+    if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0) {
+        refuse(j, 401, "no_token", "unauthenticated", "A bearer token is required",
+               "Send Authorization: Bearer <JWT>", 0, "Bearer");
+        return -1;
+    }
+    if (header_count(h, "Authorization") > 1) {
+        refuse(j, 401, "invalid_token:malformed", "invalid-token", "The bearer token was not accepted",
+               "Authorization is sent more than once", 0, "Bearer error=\"invalid_token\"");
+        return -1;
+    }
+    tok = authz + 7;
+    while (*tok == ' ')
+        tok++;
+    e = auth_verify(&p, c->keys, tok, strlen(tok), (double)clock_wall_ms() / 1000.0, &j->id);
+    if (e != AUTH_OK) {
+        snprintf(reason, sizeof(reason), "invalid_token:%s", auth_err_code(e));
+        refuse(j, 401, reason, "invalid-token", "The bearer token was not accepted", auth_err_text(e), 0,
+               e == AUTH_E_NO_TOKEN ? "Bearer" : "Bearer error=\"invalid_token\"");
+        return -1;
+    }
+    return 0;
+}
+
+static int sign_attempt(void *arg, int attempt, struct buf *out)
+{
+    struct job *j = arg;
+    char nonce[33], ts[32];
+    struct sign_call sc;
+
+    (void)attempt;
+    if (sign_nonce(nonce) != 0)
+        return -1;
+    clock_iso8601_s(ts, sizeof(ts), clock_wall_ms());
+    sc.method = j->cfg->upstream.post ? "POST" : "GET";
+    sc.action = JOBS_ACTION;
+    sc.version = JOBS_API_VERSION;
+    sc.job_id = j->job_id;
+    sc.access_key_id = j->cred->access_key_id;
+    sc.secret = j->cred->secret;
+    sc.security_token = j->cred->security_token;
+    sc.nonce = nonce;
+    sc.timestamp = ts;
+    return sign_call(&sc, out);
+}
+
+static void on_upstream_done(void *arg, const struct up_outcome *o)
+{
+    struct job *j = arg;
+    const struct map_result *m = &o->map;
+    struct buf b, extra;
+    char num[32];
+
+    /* Reply first: the outcome entry does not hold up the caller. */
+    if (m->status == 200) {
+        buf_init(&b, 4096);
+        buf_adds(&b, "{\"job_id\":");
+        buf_json_str(&b, j->job_id, strlen(j->job_id));
+        buf_adds(&b, ",\"request_id\":");
+        buf_json_str(&b, j->request_id, strlen(j->request_id));
+        buf_adds(&b, ",\"upstream_request_id\":");
+        buf_json_str(&b, m->upstream_request_id, strlen(m->upstream_request_id));
+        buf_addc(&b, '}');
+        srv_reply_json(j->http, j->request_id, 200, b.p ? b.p : "{}");
+        buf_free(&b);
+    } else {
+        buf_init(&extra, 4096);
+        if (m->upstream_answered) {
+            entry_str(&extra, "upstream_code", m->upstream_code);
+            entry_str(&extra, "upstream_request_id", m->upstream_request_id);
+        }
+        entry_str(&extra, "gateway_error", o->gateway_error);
+        if (m->status == 429) {
+            snprintf(num, sizeof(num), "%ld", o->retry_after_s > 0 ? o->retry_after_s : 1);
+            evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
+        }
+        srv_problem(j->http, j->request_id, m->status, m->type, m->title,
+                    strcmp(m->result, "unknown") == 0
+                        ? "Repeating the DELETE is safe: a job that was deleted answers 404."
+                        : NULL,
+                    extra.p);
+        buf_free(&extra);
+    }
+
+    buf_init(&b, JOBS_ENTRY_MAX);
+    entry_begin(&b, j, "outcome");
+    entry_identity(&b, j);
+    entry_str(&b, "ticket", j->ticket);
+    buf_printf(&b, ",\"decision\":\"allow\",\"status\":%d,\"result\":\"%s\"", m->status, m->result);
+    if (o->upstream_status > 0)
+        buf_printf(&b, ",\"upstream_status\":%ld", o->upstream_status);
+    entry_str(&b, "upstream_code", m->upstream_answered ? m->upstream_code : NULL);
+    entry_str(&b, "upstream_request_id", m->upstream_answered ? m->upstream_request_id : NULL);
+    entry_str(&b, "gateway_error", o->gateway_error);
+    buf_printf(&b, ",\"attempts\":%d,\"duration_ms\":%lld", o->attempts, (long long)(clock_mono_ms() - j->t0_ms));
+    submit(j, &b, 1, NULL, NULL);
+    job_free(j);
+}
+
+static void on_decision_durable(void *arg, int ok)
+{
+    struct job *j = arg;
+    const struct cfg_upstream *u = &j->cfg->upstream;
+    struct up_params p = {u->endpoint, u->post, u->connect_timeout_ms, u->timeout_ms, u->deadline_ms,
+                          u->max_retries, u->proxy, u->ca_file};
+
+    if (!ok) {
+        log_msg(LOG_LVL_ERROR, j->request_id, "decision entry for %s not durable: request refused with 503",
+                j->job_id);
+        srv_problem(j->http, j->request_id, 503, "audit-unavailable", "The audit log cannot record this request",
+                    "Nothing was forwarded. The gateway refuses deletions until its audit log is writable again.",
+                    NULL);
+        job_free(j);
+        return;
+    }
+    if (up_start(j->gw->up, &p, sign_attempt, on_upstream_done, j) == NULL) {
+        struct up_outcome o;
+        memset(&o, 0, sizeof(o));
+        map_answer(MAP_INTERNAL, 0, NULL, 0, &o.map);
+        snprintf(o.gateway_error, sizeof(o.gateway_error), "internal");
+        on_upstream_done(j, &o);
+    }
+}
+
+static void decide(struct job *j)
+{
+    const char *teams[AUTH_MAX_TEAMS];
+    size_t nteams = auth_teams(j->id.claims, j->cfg->auth.team_claim, j->cfg->auth.team_prefix, teams,
+                               AUTH_MAX_TEAMS);
+    struct pol_request pr = {JOBS_ACTION, j->job_id, j->id.sub, j->ticket[0] ? j->ticket : NULL,
+                             teams, nteams, NULL, 0};
+    const struct pol_team *team = NULL;
+    enum pol_reason why = pol_decide(j->cfg->policy, &pr, &team);
+    struct buf b;
+    char masked[32];
+
+    j->pteam = team;
+    j->team = team ? team->name : (nteams > 0 ? teams[0] : NULL);
+    if (why != POL_ALLOW) {
+        refuse(j, 403, pol_reason_code(why), "forbidden", "The policy does not allow this call",
+               pol_reason_text(why), 0, NULL);
+        return;
+    }
+    j->cred = creds_find(j->cfg->creds, team->credential);
+    creds_mask(j->cred->access_key_id, masked, sizeof(masked));
+    buf_init(&b, JOBS_ENTRY_MAX);
+    entry_begin(&b, j, "decision");
+    entry_identity(&b, j);
+    entry_str(&b, "ticket", j->ticket);
+    buf_adds(&b, ",\"decision\":\"allow\"");
+    entry_str(&b, "credential", j->cred->name);
+    entry_str(&b, "access_key_id", masked);
+    /* Forward only once this entry is on disk (on_decision_durable). */
+    submit(j, &b, 1, on_decision_durable, j);
+}
+
+void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind, const char *job_id,
+                 const char *request_id)
+{
+    struct job *j = job_new(gw, req, kind == ROUTE_JOB ? job_id : "", request_id);
+
+    if (j == NULL) {
+        srv_problem(req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
+        return;
+    }
+    if (kind == ROUTE_NOT_FOUND) {
+        refuse(j, 404, "not_found", "not-found", "No such resource", "The route is /jobs/{JobId}", 0, NULL);
+        return;
+    }
+    if (kind == ROUTE_BAD_JOB_ID) {
+        refuse(j, 400, "bad_job_id", "bad-job-id", "The JobId is not valid",
+               "A JobId is j- followed by 1 to 64 ASCII letters or digits", 0, NULL);
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_DELETE) {
+        refuse(j, 405, "method_not_allowed", "method-not-allowed", "Only DELETE is allowed on this resource", NULL,
+               0, NULL);
+        return;
+    }
+    if (check_hygiene(j) != 0 || authenticate(j) != 0)
+        return;
+    decide(j);
+}

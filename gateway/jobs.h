@@ -1,0 +1,21 @@
+/*
+ * jobs: the DELETE /jobs/{JobId} pipeline. HTTP hygiene, then
+ * auth (JWT → identity) → policy (identity × action × job → decision) →
+ * audit (decision, durable) → sign → upstream → map → audit (outcome) →
+ * reply. A request's state lives in one struct that moves through the steps.
+ */
+#ifndef GW_JOBS_H
+#define GW_JOBS_H
+
+#include "gw.h"
+#include "route.h"
+
+#include <event2/http.h>
+
+/* Handle a request whose path starts with /jobs (kind from route_parse). */
+void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind, const char *job_id,
+                 const char *request_id);
+/* Write the summaries of ended refusal windows (timer, shutdown). */
+void jobs_sweep_refusals(struct gw *gw, int all);
+
+#endif

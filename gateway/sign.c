@@ -1,0 +1,147 @@
+/*
+ * sign: Alibaba Cloud RPC signature V1 (see sign.h). The canonical query is
+ * built from encoded pairs sorted by encoded name; the HMAC key is the secret
+ * followed by "&" and lives only in a buffer that is wiped after use.
+ */
+#include "sign.h"
+
+#include "codec.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sign_encode(struct buf *out, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = -1;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '_' || c == '.' || c == '~';
+        if (plain) {
+            if (buf_addc(out, (char)c) != 0)
+                goto out;
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            if (buf_add(out, e, 3) != 0)
+                goto out;
+        }
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+struct enc_pair {
+    char *name;
+    char *value;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct enc_pair *)a)->name, ((const struct enc_pair *)b)->name);
+}
+
+int sign_rpc(const char *method, const struct sign_param *params, size_t n, const char *secret, char *sig,
+             struct buf *canonical)
+{
+    int rc = -1;
+    struct enc_pair pairs[SIGN_MAX_PARAMS];
+    struct buf query, sts, key, tmp;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    size_t i, made = 0;
+
+    buf_init(&query, 64 * 1024);
+    buf_init(&sts, 128 * 1024);
+    buf_init(&key, 4096);
+    if (n > SIGN_MAX_PARAMS)
+        goto out;
+    for (made = 0; made < n; made++) {
+        buf_init(&tmp, 16 * 1024);
+        if (sign_encode(&tmp, params[made].name, strlen(params[made].name)) != 0)
+            goto fail_tmp;
+        pairs[made].name = buf_take(&tmp);
+        buf_init(&tmp, 16 * 1024);
+        if (sign_encode(&tmp, params[made].value, strlen(params[made].value)) != 0) {
+            free(pairs[made].name);
+            goto fail_tmp;
+        }
+        pairs[made].value = buf_take(&tmp);
+        continue;
+    fail_tmp:
+        buf_wipe(&tmp);
+        goto out;
+    }
+    qsort(pairs, n, sizeof(pairs[0]), pair_cmp);
+    for (i = 0; i < n; i++) {
+        if ((i > 0 && buf_addc(&query, '&') != 0) || buf_adds(&query, pairs[i].name) != 0 ||
+            buf_addc(&query, '=') != 0 || buf_adds(&query, pairs[i].value) != 0)
+            goto out;
+    }
+    if (buf_adds(&sts, method) != 0 || buf_adds(&sts, "&%2F&") != 0 ||
+        sign_encode(&sts, query.p ? query.p : "", query.len) != 0)
+        goto out;
+    if (buf_adds(&key, secret) != 0 || buf_addc(&key, '&') != 0)
+        goto out;
+    if (HMAC(EVP_sha1(), key.p, (int)key.len, (const unsigned char *)sts.p, sts.len, mac, &maclen) == NULL)
+        goto out;
+    codec_b64(sig, mac, maclen);
+    if (canonical != NULL && buf_add(canonical, query.p ? query.p : "", query.len) != 0)
+        goto out;
+    rc = 0;
+out:
+    for (i = 0; i < made; i++) {
+        OPENSSL_cleanse(pairs[i].value, strlen(pairs[i].value));
+        free(pairs[i].name);
+        free(pairs[i].value);
+    }
+    OPENSSL_cleanse(mac, sizeof(mac));
+    buf_wipe(&key);
+    buf_wipe(&sts);
+    buf_wipe(&query);
+    return rc;
+}
+
+int sign_call(const struct sign_call *c, struct buf *out)
+{
+    int rc = -1;
+    struct sign_param p[SIGN_MAX_PARAMS];
+    size_t n = 0;
+    char sig[SIGN_SIG_LEN];
+
+    p[n++] = (struct sign_param){"AccessKeyId", c->access_key_id};
+    p[n++] = (struct sign_param){"Action", c->action};
+    p[n++] = (struct sign_param){"Format", "JSON"};
+    p[n++] = (struct sign_param){"JobId", c->job_id};
+    p[n++] = (struct sign_param){"SignatureMethod", "HMAC-SHA1"};
+    p[n++] = (struct sign_param){"SignatureNonce", c->nonce};
+    p[n++] = (struct sign_param){"SignatureVersion", "1.0"};
+    p[n++] = (struct sign_param){"Timestamp", c->timestamp};
+    p[n++] = (struct sign_param){"Version", c->version};
+    if (c->security_token != NULL)
+        p[n++] = (struct sign_param){"SecurityToken", c->security_token};
+    if (sign_rpc(c->method, p, n, c->secret, sig, out) != 0)
+        goto out;
+    if (buf_adds(out, "&Signature=") != 0 || sign_encode(out, sig, strlen(sig)) != 0)
+        goto out;
+    rc = 0;
+out:
+    OPENSSL_cleanse(sig, sizeof(sig));
+    return rc;
+}
+
+int sign_nonce(char out[33])
+{
+    unsigned char r[16];
+
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        return -1;
+    codec_hex(out, r, sizeof(r));
+    return 0;
+}

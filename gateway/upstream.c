@@ -1,0 +1,443 @@
+/*
+ * upstream: curl multi on libevent (see upstream.h). Transfers are finished
+ * in one place, check_multi_info(), never inside a curl callback. Each call
+ * owns one easy handle at a time; a retry creates a new one after a timer.
+ */
+#include "upstream.h"
+
+#include "clock.h"
+#include "log.h"
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UP_BODY_MAX (64 * 1024)
+#define UP_BACKOFF_BASE_MS 100
+#define UP_BACKOFF_MAX_MS 2000
+
+struct up {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    struct curl_slist *headers;
+    int in_flight;
+    struct up_call *calls; /* every call in flight, for up_free */
+};
+
+struct up_call {
+    struct up *up;
+    struct up_call *next, **pprev; /* in up->calls */
+    struct up_params p;
+    up_sign_fn sign;
+    up_done_fn done;
+    void *arg;
+    CURL *easy;          /* the running attempt, or NULL */
+    struct buf params;   /* signed parameters of the running attempt (wiped) */
+    struct buf url;      /* GET: endpoint?params */
+    struct buf body;     /* answer body, capped */
+    long retry_after_s;  /* from a Retry-After header */
+    struct event *backoff;
+    int64_t start_ms;
+    struct up_outcome o;
+};
+
+/* One per socket curl watches. */
+struct up_sock {
+    struct event *ev;
+    struct up *up;
+};
+
+static void check_multi_info(struct up *u);
+static void start_attempt(struct up_call *c);
+
+int up_in_flight(const struct up *u)
+{
+    return u->in_flight;
+}
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct up *u = arg;
+    int running = 0;
+    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+
+    curl_multi_socket_action(u->multi, fd, flags, &running);
+    check_multi_info(u);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct up *u = arg;
+    int running = 0;
+
+    (void)fd;
+    (void)what;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(u);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct up *u = userp;
+    struct up_sock *us = socketp;
+    short kind;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (us != NULL) {
+            event_free(us->ev);
+            free(us);
+            curl_multi_assign(u->multi, s, NULL);
+        }
+        return 0;
+    }
+    kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    if (us == NULL) {
+        us = calloc(1, sizeof(*us));
+        if (us == NULL)
+            return -1;
+        us->up = u;
+        curl_multi_assign(u->multi, s, us);
+    } else {
+        event_free(us->ev);
+    }
+    us->ev = event_new(u->base, s, kind, on_socket_event, u);
+    if (us->ev == NULL || event_add(us->ev, NULL) != 0)
+        return -1;
+    return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct up *u = userp;
+    struct timeval tv;
+
+    (void)multi;
+    if (timeout_ms < 0) {
+        evtimer_del(u->timer);
+        return 0;
+    }
+    /* Zero means "act now": run it from the loop, not from inside curl. */
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    evtimer_add(u->timer, &tv);
+    return 0;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct up_call *c = userdata;
+    size_t n = size * nmemb;
+
+    /* Over the cap: returning short makes curl fail the transfer. */
+    return buf_add(&c->body, ptr, n) == 0 ? n : 0;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct up_call *c = userdata;
+    size_t n = size * nmemb;
+
+    if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
+        char tmp[32], *end;
+        size_t len = n - 12 < sizeof(tmp) - 1 ? n - 12 : sizeof(tmp) - 1;
+        long v;
+        memcpy(tmp, ptr + 12, len);
+        tmp[len] = '\0';
+        v = strtol(tmp, &end, 10);
+        if (end != tmp && v >= 0 && v <= 3600)
+            c->retry_after_s = v;
+    }
+    return n;
+}
+
+struct up *up_new(struct event_base *base, long max_connections)
+{
+    struct up *u = calloc(1, sizeof(*u)), *ret = NULL;
+
+    if (u == NULL)
+        return NULL;
+    u->base = base;
+    u->multi = curl_multi_init();
+    u->timer = evtimer_new(base, on_timer, u);
+    if (u->multi == NULL || u->timer == NULL)
+        goto out;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, max_connections);
+    u->headers = curl_slist_append(NULL, "Accept: application/json");
+    u->headers = curl_slist_append(u->headers, "Expect:");
+    if (u->headers == NULL)
+        goto out;
+    ret = u;
+    u = NULL;
+out:
+    up_free(u);
+    return ret;
+}
+
+static void call_free(struct up_call *c)
+{
+    if (c->pprev != NULL) {
+        *c->pprev = c->next;
+        if (c->next != NULL)
+            c->next->pprev = c->pprev;
+    }
+    if (c->easy != NULL) {
+        curl_multi_remove_handle(c->up->multi, c->easy);
+        curl_easy_cleanup(c->easy);
+    }
+    if (c->backoff != NULL)
+        event_free(c->backoff);
+    buf_wipe(&c->params);
+    buf_wipe(&c->url);
+    buf_free(&c->body);
+    free(c);
+}
+
+void up_free(struct up *u)
+{
+    if (u == NULL)
+        return;
+    while (u->calls != NULL) {
+        u->in_flight--;
+        call_free(u->calls);
+    }
+    if (u->multi != NULL)
+        curl_multi_cleanup(u->multi);
+    if (u->timer != NULL)
+        event_free(u->timer);
+    curl_slist_free_all(u->headers);
+    free(u);
+}
+
+/* What kind of failure a curl result is, for the mapping table. */
+static enum map_transport classify(struct up_call *c, CURLcode res, char *errclass, size_t errlen)
+{
+    curl_off_t pretransfer = 0;
+    long connect_code = 0;
+    int sent;
+
+    curl_easy_getinfo(c->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    curl_easy_getinfo(c->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+    /* Past pre-transfer the request may have left: assume it did. */
+    sent = pretransfer > 0;
+    switch (res) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+        snprintf(errclass, errlen, "connect_failed");
+        return MAP_CONNECT_FAILED;
+    case CURLE_OPERATION_TIMEDOUT:
+        snprintf(errclass, errlen, sent ? "timeout" : "connect_timeout");
+        return sent ? MAP_TIMEOUT_AFTER_SEND : MAP_CONNECT_TIMEOUT;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        snprintf(errclass, errlen, "tls_verify_failed");
+        return MAP_TLS_FAILED;
+    case CURLE_SSL_CONNECT_ERROR:
+        snprintf(errclass, errlen, "tls_handshake_failed");
+        return MAP_TLS_FAILED;
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+        snprintf(errclass, errlen, "tls_setup_failed");
+        return MAP_TLS_FAILED;
+    default:
+        snprintf(errclass, errlen, sent ? "connection_broken" : "connect_failed");
+        return sent ? MAP_BROKEN_AFTER_SEND : MAP_CONNECT_FAILED;
+    }
+}
+
+static void finish(struct up_call *c)
+{
+    c->o.duration_ms = (long)(clock_mono_ms() - c->start_ms);
+    c->up->in_flight--;
+    c->done(c->arg, &c->o);
+    call_free(c);
+}
+
+static void on_backoff(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_attempt(arg);
+}
+
+/* An attempt ended: judge it, then retry after a backoff or finish. */
+static void attempt_done(struct up_call *c, CURLcode res)
+{
+    long status = 0;
+    enum map_transport t = MAP_ANSWERED;
+    char errclass[64] = "";
+    long remaining, backoff;
+
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (res == CURLE_WRITE_ERROR && status > 0) {
+        /* Our body cap cut the answer: judge it as an unreadable answer. */
+        buf_reset(&c->body);
+    } else if (res != CURLE_OK) {
+        t = classify(c, res, errclass, sizeof(errclass));
+        status = 0;
+    }
+    map_answer(t, status, c->body.p, c->body.len, &c->o.map);
+    c->o.upstream_status = status;
+    snprintf(c->o.gateway_error, sizeof(c->o.gateway_error), "%s", errclass);
+    if (c->o.map.throttled)
+        c->o.retry_after_s = c->retry_after_s > 0 ? c->retry_after_s : 1;
+    if (t != MAP_ANSWERED)
+        log_warn("upstream attempt %d failed: %s (%s)", c->o.attempts, errclass, curl_easy_strerror(res));
+    else if (c->o.map.status != 200)
+        log_info("upstream attempt %d answered %ld %s: %s", c->o.attempts, status, c->o.map.upstream_code,
+                 c->o.map.upstream_message);
+
+    curl_multi_remove_handle(c->up->multi, c->easy);
+    curl_easy_cleanup(c->easy);
+    c->easy = NULL;
+    buf_wipe(&c->params);
+    buf_wipe(&c->url);
+
+    remaining = c->p.deadline_ms - (long)(clock_mono_ms() - c->start_ms);
+    if (c->o.map.retryable && c->o.attempts <= c->p.max_retries) {
+        /* Full jitter on an exponential step: 50-100% of base * 2^(n-1). */
+        long step = UP_BACKOFF_BASE_MS << (c->o.attempts - 1 < 10 ? c->o.attempts - 1 : 10);
+        unsigned int r = (unsigned int)random();
+        if (step > UP_BACKOFF_MAX_MS)
+            step = UP_BACKOFF_MAX_MS;
+        if (c->o.map.throttled && c->retry_after_s > 0 && c->retry_after_s * 1000 > step)
+            step = c->retry_after_s * 1000;
+        backoff = step / 2 + (long)(r % (unsigned int)(step / 2 + 1));
+        /* Only retry if the next attempt still has time to do something. */
+        if (backoff + 50 < remaining) {
+            struct timeval tv = {backoff / 1000, (backoff % 1000) * 1000};
+            if (c->backoff == NULL)
+                c->backoff = evtimer_new(c->up->base, on_backoff, c);
+            if (c->backoff != NULL && evtimer_add(c->backoff, &tv) == 0)
+                return;
+        }
+    }
+    finish(c);
+}
+
+static void check_multi_info(struct up *u)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
+        struct up_call *c = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        if (c != NULL)
+            attempt_done(c, msg->data.result);
+    }
+}
+
+static void start_attempt(struct up_call *c)
+{
+    long remaining = c->p.deadline_ms - (long)(clock_mono_ms() - c->start_ms);
+    long timeout = c->p.timeout_ms < remaining ? c->p.timeout_ms : remaining;
+    long ctimeout = c->p.connect_timeout_ms < timeout ? c->p.connect_timeout_ms : timeout;
+    CURL *e;
+
+    c->o.attempts++;
+    buf_reset(&c->body);
+    c->retry_after_s = 0;
+    if (timeout <= 0)
+        goto fail;
+    if (c->sign(c->arg, c->o.attempts, &c->params) != 0)
+        goto fail;
+    e = curl_easy_init();
+    if (e == NULL)
+        goto fail;
+    c->easy = e;
+    if (c->p.post) {
+        curl_easy_setopt(e, CURLOPT_URL, c->p.endpoint);
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        /* Sent from our buffer (no copy by curl); wiped after the attempt. */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->params.p);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)c->params.len);
+    } else {
+        if (buf_adds(&c->url, c->p.endpoint) != 0 || buf_addc(&c->url, '?') != 0 ||
+            buf_add(&c->url, c->params.p, c->params.len) != 0)
+            goto fail;
+        curl_easy_setopt(e, CURLOPT_URL, c->url.p);
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->up->headers);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "smc-gateway/" GW_VERSION);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* Proxies only from the config: "" turns off http_proxy and friends. */
+    curl_easy_setopt(e, CURLOPT_PROXY, c->p.proxy ? c->p.proxy : "");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (c->p.ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->p.ca_file);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (curl_multi_add_handle(c->up->multi, e) != CURLM_OK)
+        goto fail;
+    return;
+fail:
+    /* The call cannot go on: report it from the loop, not from here. */
+    if (c->easy != NULL) {
+        curl_easy_cleanup(c->easy);
+        c->easy = NULL;
+    }
+    buf_wipe(&c->params);
+    buf_wipe(&c->url);
+    /* After a failed attempt its judgement stands; before any, it is ours. */
+    c->o.attempts--;
+    if (c->o.attempts == 0) {
+        map_answer(MAP_INTERNAL, 0, NULL, 0, &c->o.map);
+        snprintf(c->o.gateway_error, sizeof(c->o.gateway_error), "%s", timeout <= 0 ? "deadline" : "internal");
+    }
+    finish(c);
+}
+
+struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg)
+{
+    struct up_call *c = calloc(1, sizeof(*c));
+    struct timeval now = {0, 0};
+
+    if (c == NULL)
+        return NULL;
+    c->up = u;
+    c->p = *p;
+    c->sign = sign;
+    c->done = done;
+    c->arg = arg;
+    c->start_ms = clock_mono_ms();
+    buf_init(&c->params, 64 * 1024);
+    buf_init(&c->url, 128 * 1024);
+    buf_init(&c->body, UP_BODY_MAX);
+    c->backoff = evtimer_new(u->base, on_backoff, c);
+    if (c->backoff == NULL) {
+        call_free(c);
+        return NULL;
+    }
+    u->in_flight++;
+    c->next = u->calls;
+    if (c->next != NULL)
+        c->next->pprev = &c->next;
+    c->pprev = &u->calls;
+    u->calls = c;
+    /* First attempt from the loop, so done never runs inside up_start. */
+    evtimer_add(c->backoff, &now);
+    return c;
+}

@@ -1,0 +1,61 @@
+#!/bin/sh
+# make run: the local SMC simulator and the gateway in front of it, with the
+# development keys of certs/dev, and a curl line that deletes a demo job.
+# Ctrl-C stops both.
+set -eu
+build=${1:-build}
+top=$(pwd)
+certs="$top/certs/dev"
+demo="$build/demo"
+gw_port=${GW_PORT:-8080}
+sim_port=${SIM_PORT:-8081}
+mkdir -p "$demo"
+chmod 0700 "$demo"
+
+cat > "$demo/jobs.json" <<JOBS
+{"j-demo1": "Ready", "j-demo2": "Ready", "j-demo3": "Stopped", "j-demorunning": "Running"}
+JOBS
+cat > "$demo/gateway.json" <<CONF
+{
+  "listen": "127.0.0.1:$gw_port",
+  "instance": "gw-demo",
+  "auth": {
+    "algorithms": ["RS256"],
+    "key_file": "$certs/jwt-rs256.pub.pem",
+    "issuer": "https://idp.example.com",
+    "audience": "smc-gateway",
+    "team_claim": "team"
+  },
+  "policy_file": "$top/policy/teams.example.json",
+  "credentials_file": "$certs/credentials.json",
+  "upstream": {"endpoint": "http://127.0.0.1:$sim_port/"},
+  "audit": {"file": "$demo/audit.jsonl"}
+}
+CONF
+
+"$build/smc-sim" --listen "127.0.0.1:$sim_port" --credentials "$certs/credentials.json" \
+    --jobs "$demo/jobs.json" 2> "$demo/sim.log" &
+sim=$!
+"$build/smc-gateway" -c "$demo/gateway.json" &
+gw=$!
+trap 'kill $gw $sim 2>/dev/null; wait $gw $sim 2>/dev/null; exit 0' INT TERM
+trap 'kill $gw $sim 2>/dev/null' EXIT
+
+# Wait until both answer.
+for _ in $(seq 1 50); do
+    if curl -s -o /dev/null "http://127.0.0.1:$gw_port/jobs" && curl -s -o /dev/null "http://127.0.0.1:$sim_port/_sim/health"; then
+        break
+    fi
+    sleep 0.1
+done
+
+token=$("$build/smc-token" --alg RS256 --key "$certs/jwt-rs256.key" --sub alice@example.com --team migration --ttl 43200)
+echo
+echo "smc-gateway is listening on http://127.0.0.1:$gw_port (simulated SMC API on :$sim_port)."
+echo "Audit log: $demo/audit.jsonl    Demo jobs: j-demo1 j-demo2 j-demo3 (j-demorunning cannot be deleted)"
+echo "Delete a demo job (200; a second time gives 404):"
+echo
+echo "curl -sS -X DELETE -H 'Authorization: Bearer $token' http://127.0.0.1:$gw_port/jobs/j-demo1"
+echo
+echo "Ctrl-C stops both."
+wait $gw
