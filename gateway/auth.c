@@ -8,7 +8,6 @@
 #include "codec.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -19,11 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define AUTH_HEADER_MAX 2048   /* decoded header bytes */
-#define AUTH_CLAIMS_MAX 12288  /* decoded claims bytes */
+#define AUTH_CLAIMS_MAX 18432  /* decoded claims bytes */
 #define AUTH_SIG_MAX 1024      /* decoded signature bytes (RSA 8192) */
 #define AUTH_KEYFILE_MAX 65536 /* key file bytes */
 
@@ -125,36 +122,6 @@ void auth_keyset_free(struct auth_keyset *ks)
     free(ks);
 }
 
-/* Read a whole small file into a wiped-on-free buffer. */
-static int read_small_file(const char *path, struct buf *out, struct buf *err)
-{
-    int rc = -1, fd;
-    char chunk[4096];
-    ssize_t n;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        buf_printf(err, "%s: cannot open: %s\n", path, strerror(errno));
-        goto out;
-    }
-    while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
-        if (buf_add(out, chunk, (size_t)n) != 0) {
-            buf_printf(err, "%s: file is larger than %zu bytes\n", path, out->max);
-            goto out_close;
-        }
-    }
-    if (n < 0) {
-        buf_printf(err, "%s: cannot read: %s\n", path, strerror(errno));
-        goto out_close;
-    }
-    rc = 0;
-out_close:
-    OPENSSL_cleanse(chunk, sizeof(chunk));
-    close(fd);
-out:
-    return rc;
-}
-
 int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, struct buf *err)
 {
     int rc = -1;
@@ -164,8 +131,10 @@ int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, 
     EVP_PKEY *pkey = NULL;
 
     buf_init(&data, AUTH_KEYFILE_MAX);
-    if (read_small_file(path, &data, err) != 0)
+    if (buf_read_file(&data, path) != 0) {
+        buf_printf(err, "%s: cannot read: %s\n", path, errno == EFBIG ? "file too large" : strerror(errno));
         goto out;
+    }
     ks = calloc(1, sizeof(*ks));
     if (ks == NULL || (ks->keys = calloc(1, sizeof(*ks->keys))) == NULL)
         goto out;

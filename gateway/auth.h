@@ -31,7 +31,7 @@ enum auth_alg {
 #define AUTH_ALGS_RSA (AUTH_RS256 | AUTH_RS384 | AUTH_RS512)
 #define AUTH_ALGS_EC (AUTH_ES256 | AUTH_ES384 | AUTH_ES512)
 
-#define AUTH_TOKEN_MAX 16384 /* bytes of compact JWT accepted */
+#define AUTH_TOKEN_MAX 24576 /* bytes of compact JWT accepted (IdP tokens exceed 8 KiB) */
 #define AUTH_HMAC_MIN 32     /* shortest HS* secret accepted */
 #define AUTH_KID_MAX 128
 #define AUTH_MAX_TEAMS 32

@@ -4,10 +4,13 @@
  */
 #include "buf.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void buf_init(struct buf *b, size_t max)
 {
@@ -198,5 +201,29 @@ int buf_json_str(struct buf *b, const char *s, size_t len)
         goto out;
     rc = 0;
 out:
+    return rc;
+}
+
+int buf_read_file(struct buf *b, const char *path)
+{
+    int rc = -1, fd, saved;
+    char chunk[4096];
+    ssize_t n;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
+        if (buf_add(b, chunk, (size_t)n) != 0) {
+            errno = EFBIG;
+            goto out;
+        }
+    }
+    rc = n < 0 ? -1 : 0;
+out:
+    saved = errno;
+    OPENSSL_cleanse(chunk, sizeof(chunk));
+    close(fd);
+    errno = saved;
     return rc;
 }

@@ -35,6 +35,12 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((forma
 int buf_json_str(struct buf *b, const char *s, size_t len);
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is not valid. */
 size_t buf_utf8_len(const unsigned char *s, size_t avail);
+/*
+ * Append the whole file at path. -1 with errno set on failure (EFBIG when
+ * the file is larger than the cap). The chunk buffer is wiped, so this is
+ * safe for secret files when followed by buf_wipe.
+ */
+int buf_read_file(struct buf *b, const char *path);
 /* Hand the memory to the caller (who frees it) and reset the buffer. */
 char *buf_take(struct buf *b);
 

@@ -5,13 +5,10 @@
 #include "jcheck.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void jc_init(struct jc *jc, const char *file, struct buf *err)
 {
@@ -37,26 +34,16 @@ void jc_error(struct jc *jc, const char *key, const char *fmt, ...)
 
 int jc_load_file(struct jc *jc, size_t max, int wipe, json_t **out)
 {
-    int rc = -1, fd = -1;
+    int rc = -1;
     struct buf data;
-    char chunk[4096];
-    ssize_t n;
     json_error_t je;
 
     buf_init(&data, max);
-    fd = open(jc->file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        jc_error(jc, NULL, "cannot open: %s", strerror(errno));
-        goto out;
-    }
-    while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
-        if (buf_add(&data, chunk, (size_t)n) != 0) {
+    if (buf_read_file(&data, jc->file) != 0) {
+        if (errno == EFBIG)
             jc_error(jc, NULL, "file is larger than %zu bytes", max);
-            goto out;
-        }
-    }
-    if (n < 0) {
-        jc_error(jc, NULL, "cannot read: %s", strerror(errno));
+        else
+            jc_error(jc, NULL, "cannot read: %s", strerror(errno));
         goto out;
     }
     *out = json_loadb(data.p ? data.p : "", data.len, JSON_REJECT_DUPLICATES, &je);
@@ -76,9 +63,6 @@ int jc_load_file(struct jc *jc, size_t max, int wipe, json_t **out)
     }
     rc = 0;
 out:
-    if (fd >= 0)
-        close(fd);
-    OPENSSL_cleanse(chunk, sizeof(chunk));
     if (wipe)
         buf_wipe(&data);
     else

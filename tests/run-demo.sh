@@ -5,8 +5,8 @@
 set -eu
 build=${1:-build}
 top=$(pwd)
-certs="$top/certs/dev"
-demo="$build/demo"
+certs=${CERTS:-"$top/certs/dev"}
+demo=${DEMO_DIR:-"$build/demo"}
 gw_port=${GW_PORT:-8080}
 sim_port=${SIM_PORT:-8081}
 mkdir -p "$demo"
@@ -38,8 +38,8 @@ CONF
 sim=$!
 "$build/smc-gateway" -c "$demo/gateway.json" &
 gw=$!
-trap 'kill $gw $sim 2>/dev/null; wait $gw $sim 2>/dev/null; exit 0' INT TERM
-trap 'kill $gw $sim 2>/dev/null' EXIT
+trap 'kill $gw $sim 2>/dev/null || true; wait $gw $sim 2>/dev/null || true; exit 0' INT TERM
+trap 'kill $gw $sim 2>/dev/null || true' EXIT
 
 # Wait until both answer.
 for _ in $(seq 1 50); do

@@ -553,10 +553,11 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     abandon(sim, pd);
 }
 
-/* The client went away (or libevent timed the connection out) before we
- * answered.  libevent 2.1 detaches an unanswered request from a failing
- * incoming connection and leaves it to us; a request still attached is
- * freed by the connection itself right after this callback. */
+/* Fallback for libevent failing the connection itself before on_watch
+ * sees anything (e.g. an I/O error it noticed first).  Depending on the
+ * path, the unanswered request has been detached from the connection (then
+ * it is ours to free) or is still attached (then the connection frees it
+ * right after this callback). */
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
     struct sim_pending *pd = arg;
