@@ -26,12 +26,13 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) $(EXTRA_CFLAGS) 
 ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(LDFLAGS) $(EXTRA_LDFLAGS)
 
 # Daemon modules: everything in gateway/ except the programs' main files.
-GW_MAINS := $(wildcard gateway/main.c gateway/audit_cli.c)
+GW_MAINS := gateway/main.c gateway/audit_cli.c
 GW_SRCS  := $(filter-out $(GW_MAINS),$(wildcard gateway/*.c))
 GW_OBJS  := $(GW_SRCS:gateway/%.c=$(BUILD)/obj/%.o)
 GW_HDRS  := $(wildcard gateway/*.h)
 
-PROGS := $(BUILD)/smc-gateway $(BUILD)/smc-sim $(BUILD)/smc-token $(BUILD)/unit-tests
+PROGS := $(BUILD)/smc-gateway $(BUILD)/smc-gateway-audit $(BUILD)/smc-sim $(BUILD)/smc-token \
+         $(BUILD)/unit-tests
 
 .PHONY: all deps test unit blackbox run certs clean asan fuzz soak bench format install
 
@@ -87,3 +88,5 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+include deploy/install.mk

@@ -8,7 +8,7 @@
 set -eu
 
 base="build-essential pkg-config libevent-dev libcurl4-openssl-dev libssl-dev libjansson-dev libjwt-dev
-openssl curl ca-certificates python3 python3-pytest python3-jwt python3-cryptography procps"
+openssl curl ca-certificates python3 python3-pytest python3-jwt python3-cryptography python3-yaml procps systemd"
 fuzz="clang libclang-rt-14-dev"
 bench="wrk nginx haproxy"
 
