@@ -1,18 +1,23 @@
 /*
  * audit: the audit writer (see audit.h). Two queues cross the thread line:
- * pending entries (loop → writer) and finished ones (writer → loop, announced
+ * pending items (loop → writer) and finished ones (writer → loop, announced
  * through an eventfd). Only the writer thread touches the file and the chain
- * state (seq, prev), so file order is seq order by construction.
+ * state (seq, prev, entries since the last checkpoint), so file order is seq
+ * order by construction. Control items (checkpoint, reopen, new settings)
+ * travel in the same queue, so they happen exactly between the entries
+ * submitted before and after them.
  */
 #include "audit.h"
 
+#include "chain.h"
+#include "clock.h"
 #include "codec.h"
 #include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <openssl/evp.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,18 +25,23 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define AUDIT_TAIL_MAX (256 * 1024) /* longest line looked for at start */
-#define AUDIT_BATCH_MAX 4096        /* entries written per group commit */
+#define AUDIT_OUT_MAX (64 * 1024 * 1024) /* bytes of one group commit */
+#define AUDIT_RETRY_MS 1000              /* recovery attempts while failed */
 
-struct aentry {
-    struct aentry *next;
-    char *body; /* owned */
+enum item_kind { I_ENTRY, I_CHECKPOINT, I_REOPEN, I_CONFIG };
+
+struct item {
+    struct item *next;
+    enum item_kind kind;
+    char *body; /* I_ENTRY: owned */
     int durable;
     int ok;
     audit_done_cb cb;
     void *arg;
+    struct audit_opts opts; /* I_CONFIG: owned copies */
 };
 
 struct audit {
@@ -40,29 +50,32 @@ struct audit {
     int thread_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct aentry *pending, **pending_tail; /* guarded by mu */
-    struct aentry *done, **done_tail;       /* guarded by mu */
-    int stop;                               /* guarded by mu */
+    struct item *pending, **pending_tail; /* guarded by mu */
+    struct item *done, **done_tail;       /* guarded by mu */
+    int stop;                             /* guarded by mu */
     int efd;
     struct event *ev;
+    struct event *cp_timer;
     /* Writer-thread state. */
     int fd;
+    ino_t ino;
     char *path;
     char *instance;
+    EVP_PKEY *key;
+    long every;
+    long long rotate_bytes;
     uint64_t seq;
     unsigned char prev[32];
+    uint64_t since_cp;
+    uint64_t file_first_seq;
+    off_t good_size; /* bytes of the current file known written */
     struct buf out;
-    /* Read by the loop. */
+    /* Shared, read by the loop. */
     atomic_int healthy;
     _Atomic(const char *) problem;
+    _Atomic uint64_t last_seq;
+    struct met_hist write_hist, sync_hist;
 };
-
-static void sha256(const void *data, size_t len, unsigned char out[32])
-{
-    unsigned int n = 32;
-
-    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
-}
 
 int audit_healthy(const struct audit *a)
 {
@@ -74,6 +87,13 @@ const char *audit_problem(const struct audit *a)
     return a == NULL ? "audit log not open" : atomic_load(&a->problem);
 }
 
+void audit_metrics(struct audit *a, struct met_gauges *g)
+{
+    g->audit_write = &a->write_hist;
+    g->audit_sync = &a->sync_hist;
+    g->audit_seq = atomic_load(&a->last_seq);
+}
+
 static void set_failed(struct audit *a, const char *why, int err)
 {
     if (atomic_exchange(&a->healthy, 0))
@@ -81,30 +101,12 @@ static void set_failed(struct audit *a, const char *why, int err)
     atomic_store(&a->problem, why);
 }
 
-/* Append the chained line for body to a->out; advances *seq and prev. */
-static int chain_line(struct audit *a, const char *body, uint64_t *seq, unsigned char prev[32])
+static double since_s(const struct timespec *t0)
 {
-    int rc = -1;
-    char hex[65];
-    size_t start = a->out.len;
+    struct timespec t1;
 
-    codec_hex(hex, prev, 32);
-    if (buf_printf(&a->out, "{\"seq\":%llu,\"prev\":\"%s\"", (unsigned long long)(*seq + 1), hex) != 0)
-        goto out;
-    if (body[1] != '}' && buf_addc(&a->out, ',') != 0)
-        goto out;
-    if (buf_adds(&a->out, body + 1) != 0 || buf_addc(&a->out, '\n') != 0)
-        goto out;
-    sha256(a->out.p + start, a->out.len - start, prev);
-    (*seq)++;
-    rc = 0;
-out:
-    if (rc != 0) {
-        a->out.len = start;
-        if (a->out.p)
-            a->out.p[start] = '\0';
-    }
-    return rc;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
 static int write_all(int fd, const char *p, size_t len)
@@ -122,51 +124,514 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-/* Write one batch; on failure the chain state is not advanced. */
-static void write_batch(struct audit *a, struct aentry *batch)
-{
-    uint64_t seq = a->seq;
+/* Chain state as of the last durable byte; a failed segment rolls back to it. */
+struct chain_state {
+    uint64_t seq;
     unsigned char prev[32];
-    int durable = 0, ok = atomic_load(&a->healthy);
-    struct aentry *e;
+    uint64_t since_cp;
+};
 
-    memcpy(prev, a->prev, 32);
+static void save_state(const struct audit *a, struct chain_state *s)
+{
+    s->seq = a->seq;
+    memcpy(s->prev, a->prev, 32);
+    s->since_cp = a->since_cp;
+}
+
+static void restore_state(struct audit *a, const struct chain_state *s)
+{
+    a->seq = s->seq;
+    memcpy(a->prev, s->prev, 32);
+    a->since_cp = s->since_cp;
+}
+
+/* Hash the line just appended at a->out[start..] and advance the chain. */
+static void advance(struct audit *a, size_t start)
+{
+    chain_hash(a->out.p + start, a->out.len - start, a->prev);
+    a->seq++;
+}
+
+/* Append the chained line for body (a JSON object text) to a->out. */
+static int chain_line(struct audit *a, const char *body)
+{
+    int rc = -1;
+    char hex[65];
+    size_t start = a->out.len;
+
+    codec_hex(hex, a->prev, 32);
+    if (buf_printf(&a->out, "{\"seq\":%llu,\"prev\":\"%s\"", (unsigned long long)(a->seq + 1), hex) != 0)
+        goto out;
+    if (body[1] != '}' && buf_addc(&a->out, ',') != 0)
+        goto out;
+    if (buf_adds(&a->out, body + 1) != 0 || buf_addc(&a->out, '\n') != 0)
+        goto out;
+    advance(a, start);
+    a->since_cp++;
+    rc = 0;
+out:
+    if (rc != 0) {
+        a->out.len = start;
+        if (a->out.p != NULL)
+            a->out.p[start] = '\0';
+    }
+    return rc;
+}
+
+/* A signed checkpoint sealing everything written so far (when there is news). */
+static int checkpoint_line(struct audit *a)
+{
+    size_t start = a->out.len;
+
+    if (a->key == NULL || a->since_cp == 0)
+        return 0;
+    if (chain_checkpoint_line(&a->out, a->key, a->instance, a->seq + 1, a->prev, clock_wall_ms(), a->since_cp) != 0)
+        return -1;
+    advance(a, start);
+    a->since_cp = 0;
+    return 0;
+}
+
+/* Write a->out and sync when asked; 0 on success, else the log is failed. */
+static int commit(struct audit *a, int sync)
+{
+    struct timespec t0;
+
+    if (a->out.len > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (write_all(a->fd, a->out.p, a->out.len) != 0) {
+            set_failed(a, "write failed", errno);
+            return -1;
+        }
+        met_hist_observe(&a->write_hist, since_s(&t0));
+        a->good_size += (off_t)a->out.len;
+    }
+    if (sync) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (fdatasync(a->fd) != 0) {
+            set_failed(a, "fdatasync failed", errno);
+            return -1;
+        }
+        met_hist_observe(&a->sync_hist, since_s(&t0));
+    }
     buf_reset(&a->out);
-    for (e = batch; e != NULL && ok; e = e->next) {
-        if (chain_line(a, e->body, &seq, prev) != 0) {
-            /* An entry too large for the buffer: record that it was lost. */
-            log_error("audit entry of %zu bytes dropped: larger than the line cap", strlen(e->body));
-            e->ok = -1;
+    atomic_store(&a->last_seq, a->seq);
+    return 0;
+}
+
+/* PATH.state: where the chain stands, for a restart that finds an empty file. */
+static void write_state_file(struct audit *a)
+{
+    char path[4096], tmp[4200], hex[65];
+    FILE *f;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s.state", a->path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    codec_hex(hex, a->prev, 32);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        log_warn("audit state %s: cannot write: %s", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "{\"format\":\"%s\",\"instance\":\"%s\",\"seq\":%llu,\"prev\":\"%s\",\"since_checkpoint\":%llu}\n",
+            CHAIN_FORMAT, a->instance, (unsigned long long)a->seq, hex, (unsigned long long)a->since_cp);
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        log_warn("audit state %s: cannot write: %s", path, strerror(errno));
+}
+
+static int open_file(struct audit *a, struct buf *err)
+{
+    struct stat st;
+
+    a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (a->fd < 0 || fstat(a->fd, &st) != 0) {
+        if (err != NULL)
+            buf_printf(err, "%s: cannot open for appending: %s\n", a->path, strerror(errno));
+        if (a->fd >= 0)
+            close(a->fd);
+        a->fd = -1;
+        return -1;
+    }
+    a->ino = st.st_ino;
+    a->good_size = st.st_size;
+    return 0;
+}
+
+/* Move bytes [from, end) of the file into PATH.torn and cut them off. */
+static int move_torn(struct audit *a, off_t from, off_t end, struct buf *err)
+{
+    int rc = -1, rfd = -1, tfd = -1;
+    char tpath[4200], chunk[65536];
+    off_t off = from;
+
+    snprintf(tpath, sizeof(tpath), "%s.torn", a->path);
+    rfd = open(a->path, O_RDONLY | O_CLOEXEC);
+    tfd = open(tpath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (rfd < 0 || tfd < 0)
+        goto out;
+    while (off < end) {
+        size_t want = (size_t)(end - off) < sizeof(chunk) ? (size_t)(end - off) : sizeof(chunk);
+        ssize_t n = pread(rfd, chunk, want, off);
+        if (n <= 0 || write_all(tfd, chunk, (size_t)n) != 0)
+            goto out;
+        off += n;
+    }
+    /* The torn bytes end with a newline in the .torn file, for readability. */
+    if (write_all(tfd, "\n", 1) != 0 || fsync(tfd) != 0 || truncate(a->path, from) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0 && err != NULL)
+        buf_printf(err, "%s: cannot move %lld torn bytes to %s: %s\n", a->path, (long long)(end - from), tpath,
+                   strerror(errno));
+    if (rfd >= 0)
+        close(rfd);
+    if (tfd >= 0)
+        close(tfd);
+    return rc;
+}
+
+/* Read PATH.state (after a rotation) to continue the chain in an empty file. */
+static void read_state_file(struct audit *a)
+{
+    char path[4096];
+    json_t *j, *v;
+    const char *hex;
+    unsigned char prev[32];
+
+    snprintf(path, sizeof(path), "%s.state", a->path);
+    j = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+    if (j == NULL)
+        return;
+    v = json_object_get(j, "instance");
+    hex = json_string_value(json_object_get(j, "prev"));
+    if (json_is_string(v) && strcmp(json_string_value(v), a->instance) == 0 && hex != NULL && strlen(hex) == 64 &&
+        json_is_integer(json_object_get(j, "seq"))) {
+        for (int i = 0; i < 32; i++) {
+            unsigned int byte;
+            if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+                goto out;
+            prev[i] = (unsigned char)byte;
+        }
+        a->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+        memcpy(a->prev, prev, 32);
+        a->since_cp = (uint64_t)json_integer_value(json_object_get(j, "since_checkpoint"));
+        log_info("audit log %s is empty: the chain continues from %s at seq %llu", a->path, path,
+                 (unsigned long long)a->seq);
+    }
+out:
+    json_decref(j);
+}
+
+/*
+ * Scan the file once at start: the last complete line gives seq and prev,
+ * the last checkpoint gives the count since it. A torn tail (no final
+ * newline, left by a crash) is moved aside; *torn receives its size.
+ */
+static int load_chain(struct audit *a, off_t *torn, struct buf *err)
+{
+    int rc = -1, fd = -1;
+    struct stat st;
+    char *buf = NULL;
+    struct buf line;
+    off_t off = 0, line_start = 0, last_nl_end = 0;
+    uint64_t lines = 0, since = 0, first_seq = 0;
+    int seen_cp = 0;
+    json_t *j = NULL;
+
+    *torn = 0;
+    memset(a->prev, 0, 32);
+    a->seq = 0;
+    a->since_cp = 0;
+    buf_init(&line, CHAIN_LINE_MAX);
+    fd = open(a->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || (buf = malloc(65536)) == NULL) {
+        buf_printf(err, "%s: cannot read: %s\n", a->path, strerror(errno));
+        goto out;
+    }
+    while (off < st.st_size) {
+        ssize_t n = pread(fd, buf, 65536, off);
+        if (n <= 0) {
+            buf_printf(err, "%s: cannot read: %s\n", a->path, strerror(errno));
+            goto out;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf_addc(&line, buf[i]) != 0) {
+                buf_printf(err, "%s: line at byte %lld is longer than %d bytes\n", a->path, (long long)line_start,
+                           CHAIN_LINE_MAX);
+                goto out;
+            }
+            if (buf[i] != '\n')
+                continue;
+            json_decref(j);
+            j = json_loadb(line.p, line.len, JSON_REJECT_DUPLICATES, NULL);
+            if (!json_is_integer(json_object_get(j, "seq"))) {
+                buf_printf(err, "%s: line %llu is not an %s entry\n", a->path, (unsigned long long)lines + 1,
+                           CHAIN_FORMAT);
+                goto out;
+            }
+            lines++;
+            if (first_seq == 0)
+                first_seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+            if (json_is_string(json_object_get(j, "event")) &&
+                strcmp(json_string_value(json_object_get(j, "event")), "checkpoint") == 0) {
+                since = 0;
+                seen_cp = 1;
+            } else {
+                since++;
+            }
+            last_nl_end = off + i + 1;
+            line_start = last_nl_end;
+            if (off + i + 1 < st.st_size)
+                buf_reset(&line);
+        }
+        off += n;
+    }
+    if (last_nl_end < st.st_size) {
+        /* A crash tore the last line: keep its bytes, cut them from the log. */
+        if (move_torn(a, last_nl_end, st.st_size, err) != 0)
+            goto out;
+        *torn = st.st_size - last_nl_end;
+        log_warn("audit log %s: moved a torn last line (%lld bytes) to %s.torn", a->path, (long long)*torn, a->path);
+    }
+    if (lines == 0) {
+        read_state_file(a);
+        rc = 0;
+        goto out;
+    }
+    {
+        const char *inst = json_string_value(json_object_get(j, "instance"));
+        if (inst != NULL && strcmp(inst, a->instance) != 0) {
+            buf_printf(err, "%s: the log belongs to instance \"%s\", not \"%s\"; use another file per instance\n",
+                       a->path, inst, a->instance);
+            goto out;
+        }
+    }
+    /* Re-read the last line exactly, to hash its bytes. */
+    {
+        off_t start = last_nl_end - 1;
+        size_t len;
+        char *last;
+        while (start > 0) {
+            char c;
+            if (pread(fd, &c, 1, start - 1) != 1)
+                goto out;
+            if (c == '\n')
+                break;
+            start--;
+        }
+        len = (size_t)(last_nl_end - start);
+        last = malloc(len);
+        if (last == NULL || pread(fd, last, len, start) != (ssize_t)len) {
+            free(last);
+            goto out;
+        }
+        chain_hash(last, len, a->prev);
+        free(last);
+    }
+    a->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+    /* Without a checkpoint in this file, count from the chain's start or
+     * from the state a rotation left (which ended the previous file). */
+    if (seen_cp) {
+        a->since_cp = since;
+    } else {
+        struct audit tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        tmp.path = a->path;
+        tmp.instance = a->instance;
+        read_state_file(&tmp);
+        a->since_cp = since + (tmp.seq + 1 == first_seq ? tmp.since_cp : first_seq - 1);
+    }
+    rc = 0;
+out:
+    json_decref(j);
+    buf_free(&line);
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* A chained recovery entry, written and synced at once. */
+static int write_recovery(struct audit *a, const char *reason, off_t torn)
+{
+    struct buf b;
+    char ts[40];
+    int rc;
+
+    clock_rfc3339_ms(ts, sizeof(ts), clock_wall_ms());
+    buf_init(&b, 4096);
+    buf_printf(&b, "{\"ts\":\"%s\",\"instance\":", ts);
+    buf_json_str(&b, a->instance, strlen(a->instance));
+    buf_adds(&b, ",\"event\":\"recovery\",\"reason\":");
+    buf_json_str(&b, reason, strlen(reason));
+    buf_printf(&b, ",\"torn_bytes\":%lld", (long long)torn);
+    if (torn > 0) {
+        char tpath[4200];
+        snprintf(tpath, sizeof(tpath), "%s.torn", a->path);
+        buf_adds(&b, ",\"torn_file\":");
+        buf_json_str(&b, tpath, strlen(tpath));
+    }
+    buf_addc(&b, '}');
+    rc = b.p != NULL && chain_line(a, b.p) == 0 && commit(a, 1) == 0 ? 0 : -1;
+    buf_free(&b);
+    return rc;
+}
+
+/* After a failure: reopen, cut what is past the last good byte, record it. */
+static void try_recover(struct audit *a)
+{
+    struct stat st;
+    off_t torn = 0;
+    char reason[256];
+    struct chain_state cs;
+
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = -1;
+    buf_reset(&a->out);
+    if (stat(a->path, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == a->ino) {
+        if (st.st_size > a->good_size) {
+            if (move_torn(a, a->good_size, st.st_size, NULL) != 0)
+                return;
+            torn = st.st_size - a->good_size;
+            snprintf(reason, sizeof(reason), "%s; %lld bytes after the last durable entry moved aside",
+                     atomic_load(&a->problem), (long long)torn);
+        } else if (st.st_size < a->good_size) {
+            snprintf(reason, sizeof(reason), "%s; the file was truncated from %lld to %lld bytes by someone else",
+                     atomic_load(&a->problem), (long long)a->good_size, (long long)st.st_size);
+        } else {
+            snprintf(reason, sizeof(reason), "%s; nothing past the last durable entry", atomic_load(&a->problem));
+        }
+    } else {
+        snprintf(reason, sizeof(reason), "%s; the file was removed or replaced, the chain continues in a new file",
+                 atomic_load(&a->problem));
+    }
+    if (open_file(a, NULL) != 0)
+        return;
+    save_state(a, &cs);
+    atomic_store(&a->healthy, 1);
+    if (write_recovery(a, reason, torn) != 0) {
+        restore_state(a, &cs);
+        atomic_store(&a->healthy, 0);
+        return;
+    }
+    atomic_store(&a->problem, NULL);
+    log_info("audit log %s recovered at seq %llu: %s", a->path, (unsigned long long)a->seq, reason);
+}
+
+/* Seal the current file, move it to audit-<UTC time>-<first seq>.jsonl, start anew. */
+static int rotate(struct audit *a, int rename_it)
+{
+    char stamp[32], dst[4200], dirbuf[4096], basebuf[4096], *dir, *base, *dot;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (checkpoint_line(a) != 0 || commit(a, 1) != 0)
+        return -1;
+    write_state_file(a);
+    if (rename_it) {
+        snprintf(dirbuf, sizeof(dirbuf), "%s", a->path);
+        snprintf(basebuf, sizeof(basebuf), "%s", a->path);
+        dir = dirname(dirbuf);
+        base = basename(basebuf);
+        dot = strrchr(base, '.');
+        if (dot != NULL && dot != base)
+            *dot = '\0';
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+        snprintf(dst, sizeof(dst), "%s/%s-%s-%llu.jsonl", dir, base, stamp, (unsigned long long)a->file_first_seq);
+        if (rename(a->path, dst) != 0) {
+            log_error("audit log %s: cannot rotate to %s: %s", a->path, dst, strerror(errno));
+            return 0; /* keep writing the same file */
+        }
+        log_info("audit log rotated to %s (seq %llu..%llu)", dst, (unsigned long long)a->file_first_seq,
+                 (unsigned long long)a->seq);
+    }
+    close(a->fd);
+    a->fd = -1;
+    if (open_file(a, NULL) != 0) {
+        set_failed(a, "reopen failed", errno);
+        return -1;
+    }
+    if (a->good_size == 0)
+        a->file_first_seq = a->seq + 1;
+    return 0;
+}
+
+static void apply_config(struct audit *a, struct audit_opts *o)
+{
+    EVP_PKEY_free(a->key);
+    a->key = o->key;
+    o->key = NULL;
+    a->every = o->checkpoint_every;
+    a->rotate_bytes = o->rotate_bytes;
+    if (strcmp(a->path, o->path) != 0) {
+        /* A new file name: seal here, continue the chain there. */
+        if (rotate(a, 0) == 0) {
+            free(a->path);
+            a->path = strdup(o->path);
+            close(a->fd);
+            a->fd = -1;
+            if (a->path == NULL || open_file(a, NULL) != 0)
+                set_failed(a, "reopen failed", errno);
+            else
+                a->file_first_seq = a->seq + 1;
+        }
+    }
+}
+
+/* Commit a run of entries (no control items in it) as one group. */
+static void process(struct audit *a, struct item *list)
+{
+    struct chain_state cs;
+    struct item *it;
+    int durable = 0, ok;
+
+    save_state(a, &cs);
+    buf_reset(&a->out);
+    for (it = list; it != NULL && atomic_load(&a->healthy); it = it->next) {
+        if (chain_line(a, it->body) != 0) {
+            log_error("audit entry of %zu bytes dropped: larger than the batch cap", strlen(it->body));
+            it->ok = -1;
             continue;
         }
-        durable |= e->durable;
+        durable |= it->durable;
+        if (a->key != NULL && a->since_cp >= (uint64_t)a->every && checkpoint_line(a) != 0)
+            log_error("audit checkpoint could not be signed");
     }
-    if (ok && a->out.len > 0 && write_all(a->fd, a->out.p, a->out.len) != 0) {
-        set_failed(a, "write failed", errno);
-        ok = 0;
-    }
-    if (ok && durable && fdatasync(a->fd) != 0) {
-        set_failed(a, "fdatasync failed", errno);
-        ok = 0;
-    }
-    if (ok) {
-        a->seq = seq;
-        memcpy(a->prev, prev, 32);
-    }
-    for (e = batch; e != NULL; e = e->next)
-        e->ok = ok && e->ok == 0;
+    ok = atomic_load(&a->healthy) && commit(a, durable) == 0;
+    if (!ok)
+        restore_state(a, &cs);
+    for (it = list; it != NULL; it = it->next)
+        it->ok = ok && it->ok == 0;
 }
 
 static void *writer_main(void *arg)
 {
     struct audit *a = arg;
-    struct aentry *batch, *last;
+    struct item *batch, *last, *run;
     uint64_t one = 1;
+    struct timespec ts;
 
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        while (a->pending == NULL && !a->stop)
-            pthread_cond_wait(&a->cv, &a->mu);
+        while (a->pending == NULL && !a->stop) {
+            if (atomic_load(&a->healthy)) {
+                pthread_cond_wait(&a->cv, &a->mu);
+            } else {
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += AUDIT_RETRY_MS / 1000;
+                if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) == ETIMEDOUT) {
+                    pthread_mutex_unlock(&a->mu);
+                    try_recover(a);
+                    pthread_mutex_lock(&a->mu);
+                }
+            }
+        }
         if (a->pending == NULL && a->stop)
             break;
         batch = a->pending;
@@ -174,7 +639,36 @@ static void *writer_main(void *arg)
         a->pending_tail = &a->pending;
         pthread_mutex_unlock(&a->mu);
 
-        write_batch(a, batch);
+        /* Runs of entries are committed together; control items in between. */
+        for (run = batch; run != NULL;) {
+            struct item *end = run, *stop;
+            if (run->kind == I_ENTRY) {
+                while (end->next != NULL && end->next->kind == I_ENTRY)
+                    end = end->next;
+                stop = end->next;
+                end->next = NULL;
+                process(a, run);
+                end->next = stop;
+                run = stop;
+                continue;
+            }
+            if (atomic_load(&a->healthy)) {
+                if (run->kind == I_CHECKPOINT) {
+                    if (a->key != NULL && a->since_cp > 0 && checkpoint_line(a) == 0)
+                        commit(a, 1);
+                } else if (run->kind == I_REOPEN) {
+                    rotate(a, 0);
+                } else if (run->kind == I_CONFIG) {
+                    apply_config(a, &run->opts);
+                }
+            } else if (run->kind == I_CONFIG) {
+                apply_config(a, &run->opts);
+            }
+            run = run->next;
+        }
+        /* Rotation by size happens between batches. */
+        if (atomic_load(&a->healthy) && a->rotate_bytes > 0 && a->good_size >= a->rotate_bytes)
+            rotate(a, 1);
 
         pthread_mutex_lock(&a->mu);
         for (last = batch; last->next != NULL; last = last->next)
@@ -182,29 +676,37 @@ static void *writer_main(void *arg)
         *a->done_tail = batch;
         a->done_tail = &last->next;
         if (write(a->efd, &one, sizeof(one)) < 0) {
-            /* The counter cannot overflow in practice; nothing to do. */
+            /* The counter cannot overflow in practice. */
         }
     }
     pthread_mutex_unlock(&a->mu);
     return NULL;
 }
 
-/* Loop side: run the callbacks of finished entries. */
+static void item_free(struct item *it)
+{
+    free(it->body);
+    free((char *)it->opts.path);
+    free((char *)it->opts.instance);
+    EVP_PKEY_free(it->opts.key);
+    free(it);
+}
+
+/* Loop side: run the callbacks of finished items. */
 static void run_done(struct audit *a)
 {
-    struct aentry *list, *e;
+    struct item *list, *it;
 
     pthread_mutex_lock(&a->mu);
     list = a->done;
     a->done = NULL;
     a->done_tail = &a->done;
     pthread_mutex_unlock(&a->mu);
-    while ((e = list) != NULL) {
-        list = e->next;
-        if (e->cb != NULL)
-            e->cb(e->arg, e->ok);
-        free(e->body);
-        free(e);
+    while ((it = list) != NULL) {
+        list = it->next;
+        if (it->cb != NULL)
+            it->cb(it->arg, it->ok > 0);
+        item_free(it);
     }
 }
 
@@ -219,71 +721,63 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
     run_done(arg);
 }
 
-/*
- * Pick up the chain from the file's last line: its seq, and the hash of its
- * bytes. A file that does not end in a newline was torn by a crash: the torn
- * bytes are kept in PATH.torn and cut from the log.
- */
-static int load_tail(struct audit *a, struct buf *err)
+static void enqueue(struct audit *a, struct item *it)
 {
-    int rc = -1;
-    struct stat st;
-    off_t size, from;
-    char *tail = NULL;
-    ssize_t n;
-    size_t len, start;
-    json_t *j = NULL;
+    pthread_mutex_lock(&a->mu);
+    *a->pending_tail = it;
+    a->pending_tail = &it->next;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
 
-    memset(a->prev, 0, sizeof(a->prev));
-    a->seq = 0;
-    if (fstat(a->fd, &st) != 0) {
-        buf_printf(err, "%s: cannot stat: %s\n", a->path, strerror(errno));
-        goto out;
+static void enqueue_control(struct audit *a, enum item_kind kind, const struct audit_opts *o)
+{
+    struct item *it = calloc(1, sizeof(*it));
+
+    if (it == NULL)
+        return;
+    it->kind = kind;
+    if (o != NULL) {
+        it->opts = *o;
+        it->opts.path = strdup(o->path);
+        it->opts.instance = strdup(o->instance);
+        if (o->key != NULL && EVP_PKEY_up_ref(o->key) != 1)
+            it->opts.key = NULL;
     }
-    size = st.st_size;
-    if (size == 0) {
-        rc = 0;
-        goto out;
-    }
-    from = size > AUDIT_TAIL_MAX ? size - AUDIT_TAIL_MAX : 0;
-    len = (size_t)(size - from);
-    tail = malloc(len + 1);
-    if (tail == NULL)
-        goto out;
-    n = pread(a->fd, tail, len, from);
-    if (n != (ssize_t)len) {
-        buf_printf(err, "%s: cannot read the last line\n", a->path);
-        goto out;
-    }
-    tail[len] = '\0';
-    if (tail[len - 1] != '\n') {
-        buf_printf(err, "%s: the last line is incomplete (torn by a crash?); run recovery\n", a->path);
-        goto out;
-    }
-    start = len - 1;
-    while (start > 0 && tail[start - 1] != '\n')
-        start--;
-    if (start == 0 && from > 0) {
-        buf_printf(err, "%s: last line longer than %d bytes\n", a->path, AUDIT_TAIL_MAX);
-        goto out;
-    }
-    j = json_loadb(tail + start, len - start, 0, NULL);
-    if (!json_is_integer(json_object_get(j, "seq")) || json_integer_value(json_object_get(j, "seq")) < 1) {
-        buf_printf(err, "%s: the last line is not an smc-gateway-audit-v1 entry\n", a->path);
-        goto out;
-    }
-    a->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
-    sha256(tail + start, len - start, a->prev);
-    rc = 0;
-out:
-    json_decref(j);
-    free(tail);
-    return rc;
+    enqueue(a, it);
+}
+
+static void on_checkpoint_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    enqueue_control(arg, I_CHECKPOINT, NULL);
+}
+
+static void arm_checkpoint_timer(struct audit *a, const struct audit_opts *o)
+{
+    struct timeval tv = {o->checkpoint_seconds > 0 ? o->checkpoint_seconds : 60, 0};
+
+    evtimer_del(a->cp_timer);
+    if (o->key != NULL)
+        event_add(a->cp_timer, &tv);
+}
+
+void audit_reopen(struct audit *a)
+{
+    enqueue_control(a, I_REOPEN, NULL);
+}
+
+void audit_reconfigure(struct audit *a, const struct audit_opts *o)
+{
+    enqueue_control(a, I_CONFIG, o);
+    arm_checkpoint_timer(a, o);
 }
 
 struct audit *audit_new(struct event_base *base, const struct audit_opts *o, struct buf *err)
 {
     struct audit *a, *ret = NULL;
+    off_t torn = 0;
 
     a = calloc(1, sizeof(*a));
     if (a == NULL)
@@ -295,38 +789,34 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
     pthread_cond_init(&a->cv, NULL);
     a->pending_tail = &a->pending;
     a->done_tail = &a->done;
-    buf_init(&a->out, 64 * 1024 * 1024);
+    buf_init(&a->out, AUDIT_OUT_MAX);
     atomic_store(&a->healthy, 1);
     atomic_store(&a->problem, NULL);
     a->path = strdup(o->path);
     a->instance = strdup(o->instance);
-    if (a->path == NULL || a->instance == NULL)
+    a->every = o->checkpoint_every > 0 ? o->checkpoint_every : 100;
+    a->rotate_bytes = o->rotate_bytes;
+    if (o->key != NULL && EVP_PKEY_up_ref(o->key) == 1)
+        a->key = o->key;
+    if (a->path == NULL || a->instance == NULL || open_file(a, err) != 0)
         goto out;
-    a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (a->fd < 0) {
-        buf_printf(err, "%s: cannot open for appending: %s\n", a->path, strerror(errno));
+    if (load_chain(a, &torn, err) != 0)
+        goto out;
+    a->good_size -= torn;
+    a->file_first_seq = a->seq + 1;
+    if (torn > 0 && write_recovery(a, "torn last line found at start (crash during a write)", torn) != 0) {
+        buf_printf(err, "%s: cannot record the recovery of a torn line\n", a->path);
         goto out;
     }
-    /* load_tail reads through a second descriptor: ours is write-only. */
-    {
-        int wfd = a->fd, rfd = open(a->path, O_RDONLY | O_CLOEXEC), r;
-        if (rfd < 0) {
-            buf_printf(err, "%s: cannot open for reading: %s\n", a->path, strerror(errno));
-            goto out;
-        }
-        a->fd = rfd;
-        r = load_tail(a, err);
-        close(rfd);
-        a->fd = wfd;
-        if (r != 0)
-            goto out;
-    }
+    atomic_store(&a->last_seq, a->seq);
     a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (a->efd < 0)
         goto out;
     a->ev = event_new(base, a->efd, EV_READ | EV_PERSIST, on_wakeup, a);
-    if (a->ev == NULL || event_add(a->ev, NULL) != 0)
+    a->cp_timer = event_new(base, -1, EV_PERSIST, on_checkpoint_timer, a);
+    if (a->ev == NULL || a->cp_timer == NULL || event_add(a->ev, NULL) != 0)
         goto out;
+    arm_checkpoint_timer(a, o);
     if (pthread_create(&a->thread, NULL, writer_main, a) != 0)
         goto out;
     a->thread_started = 1;
@@ -342,25 +832,32 @@ void audit_free(struct audit *a)
     if (a == NULL)
         return;
     if (a->thread_started) {
+        /* The last item: a final checkpoint, then the thread stops. */
+        enqueue_control(a, I_CHECKPOINT, NULL);
         pthread_mutex_lock(&a->mu);
         a->stop = 1;
         pthread_cond_signal(&a->cv);
         pthread_mutex_unlock(&a->mu);
         pthread_join(a->thread, NULL);
+        if (a->fd >= 0 && atomic_load(&a->healthy)) {
+            if (fdatasync(a->fd) != 0)
+                log_error("audit log %s: final fdatasync failed: %s", a->path, strerror(errno));
+            write_state_file(a);
+        }
     }
     run_done(a);
-    if (a->fd >= 0) {
-        if (fdatasync(a->fd) != 0)
-            log_error("audit log %s: final fdatasync failed: %s", a->path, strerror(errno));
+    if (a->fd >= 0)
         close(a->fd);
-    }
     if (a->ev != NULL)
         event_free(a->ev);
+    if (a->cp_timer != NULL)
+        event_free(a->cp_timer);
     if (a->efd >= 0)
         close(a->efd);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     buf_free(&a->out);
+    EVP_PKEY_free(a->key);
     free(a->path);
     free(a->instance);
     free(a);
@@ -369,33 +866,34 @@ void audit_free(struct audit *a)
 int audit_append(struct audit *a, char *body, int durable, audit_done_cb cb, void *arg)
 {
     int rc = 0;
-    struct aentry *e = calloc(1, sizeof(*e));
+    struct item *it = calloc(1, sizeof(*it));
     uint64_t one = 1;
 
-    if (e == NULL) {
+    if (it == NULL) {
         free(body);
-        /* Without memory for the entry, the caller still must hear back. */
+        /* Without memory for the item, the caller still must hear back. */
         if (cb != NULL)
             cb(arg, 0);
         return -1;
     }
-    e->body = body;
-    e->durable = durable;
-    e->cb = cb;
-    e->arg = arg;
+    it->kind = I_ENTRY;
+    it->body = body;
+    it->durable = durable;
+    it->cb = cb;
+    it->arg = arg;
     pthread_mutex_lock(&a->mu);
     if (!atomic_load(&a->healthy) || body == NULL || body[0] != '{') {
         /* Refused: report through the done queue, never from inside this call. */
-        e->ok = 0;
-        *a->done_tail = e;
-        a->done_tail = &e->next;
+        it->ok = 0;
+        *a->done_tail = it;
+        a->done_tail = &it->next;
         if (write(a->efd, &one, sizeof(one)) < 0) {
             /* Cannot fail: the counter does not overflow. */
         }
         rc = -1;
     } else {
-        *a->pending_tail = e;
-        a->pending_tail = &e->next;
+        *a->pending_tail = it;
+        a->pending_tail = &it->next;
         pthread_cond_signal(&a->cv);
     }
     pthread_mutex_unlock(&a->mu);

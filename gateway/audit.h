@@ -1,26 +1,36 @@
 /*
- * audit: the append-only, hash-chained audit log, written by one thread with
- * group commit so that no write or fsync ever runs on the event loop.
+ * audit: the append-only, hash-chained audit log (format
+ * smc-gateway-audit-v1, see README.md "For auditors"), written by one
+ * thread with group commit so that no write or fsync ever runs on the event
+ * loop.
  *
- * Every line is {"seq":N,"prev":"<sha256 hex of the previous line>",...}
- * (format smc-gateway-audit-v1, see README.md "For auditors"). The loop hands
- * over entry bodies; the writer numbers and chains them in file order, writes
- * a batch, runs one fdatasync for the batch when any entry asked for
- * durability, and then wakes each waiting request on the loop.
+ * The loop hands over entry bodies; the writer numbers and chains them in
+ * file order, writes a batch, runs one fdatasync for the batch when any entry
+ * asked for durability, and then wakes each waiting request on the loop.
+ * With a signing key it appends Ed25519-signed checkpoints. When a write or
+ * sync fails the log is "failed" (entries are refused, so nothing is
+ * forwarded) until the writer has reopened the file, moved any bytes past
+ * the last durable entry into PATH.torn, and recorded a recovery entry.
  */
 #ifndef GW_AUDIT_H
 #define GW_AUDIT_H
 
 #include "buf.h"
+#include "metrics.h"
 
 #include <event2/event.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 
 struct audit;
 
 struct audit_opts {
-    const char *path;     /* the audit file (borrowed for the call) */
-    const char *instance; /* names the chain */
+    const char *path;      /* the audit file (copied) */
+    const char *instance;  /* names the chain (copied) */
+    EVP_PKEY *key;         /* checkpoint signing key, or NULL (a reference is taken) */
+    long checkpoint_every; /* entries */
+    long checkpoint_seconds;
+    long long rotate_bytes; /* 0: only by signal */
 };
 
 /* Called on the loop thread: ok = 1 when the entry is written (and synced
@@ -28,12 +38,12 @@ struct audit_opts {
 typedef void (*audit_done_cb)(void *arg, int ok);
 
 /*
- * Open (creating with mode 0640) the audit file and pick up its chain from
- * its last line. Starts the writer thread. NULL with a message in err on
- * failure. The caller frees with audit_free.
+ * Open (creating with mode 0640) the audit file, pick up its chain (moving a
+ * torn last line aside into PATH.torn and recording that), and start the
+ * writer thread. NULL with a message in err on failure. Free with audit_free.
  */
 struct audit *audit_new(struct event_base *base, const struct audit_opts *o, struct buf *err);
-/* Write what is queued, sync, stop the thread, close. NULL-safe. */
+/* Write what is queued, a final checkpoint, sync, stop the thread, close. NULL-safe. */
 void audit_free(struct audit *a);
 
 /*
@@ -45,9 +55,16 @@ void audit_free(struct audit *a);
  */
 int audit_append(struct audit *a, char *body, int durable, audit_done_cb cb, void *arg);
 
+/* Close and reopen the file (logrotate), writing a checkpoint first. */
+void audit_reopen(struct audit *a);
+/* Adopt new options (reload): path, key and checkpoint settings. */
+void audit_reconfigure(struct audit *a, const struct audit_opts *o);
+
 /* 1 while entries can be recorded; 0 after a write or sync failed. */
 int audit_healthy(const struct audit *a);
 /* Why the log is not healthy (static text), or NULL. */
 const char *audit_problem(const struct audit *a);
+/* Write/sync histograms and the last seq, for /metrics. */
+void audit_metrics(struct audit *a, struct met_gauges *g);
 
 #endif

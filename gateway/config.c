@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include "chain.h"
 #include "jcheck.h"
 #include "log.h"
 
@@ -44,6 +45,15 @@ void cfg_unref(struct gw_config *c)
     free(c->upstream.proxy);
     free(c->upstream.ca_file);
     free(c->audit.file);
+    free(c->audit.signing_key_file);
+    free(c->admin_host);
+    free(c->tls.cert_file);
+    free(c->tls.key_file);
+    free(c->tls.client_ca_file);
+    jc_strv_free(c->cors.origins);
+    free(c->trusted);
+    SSL_CTX_free(c->ssl_ctx);
+    EVP_PKEY_free(c->audit_key);
     free(c->policy_file);
     free(c->credentials_file);
     auth_keyset_free(c->keys);
@@ -126,7 +136,7 @@ static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
 {
     static const char *const keys[] = {"algorithms",  "key_file",       "issuer",
                                        "audience",    "team_claim",     "team_prefix",
-                                       "leeway_seconds", "max_token_age_seconds", NULL};
+                                       "leeway_seconds", "max_token_age_seconds", "token_cache", NULL};
     const json_t *a = jc_object(jc, root, "", "auth", 1);
     char **algs = NULL;
 
@@ -155,6 +165,7 @@ static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
     jc_string(jc, a, "auth", "team_prefix", 0, &c->auth.team_prefix);
     jc_int(jc, a, "auth", "leeway_seconds", 0, 3600, &c->auth.leeway_s);
     jc_int(jc, a, "auth", "max_token_age_seconds", 0, 31 * 86400, &c->auth.max_age_s);
+    jc_bool(jc, a, "auth", "token_cache", &c->auth.token_cache);
     if (c->auth.team_claim == NULL)
         c->auth.team_claim = strdup("team");
 }
@@ -203,18 +214,121 @@ static void load_upstream(struct jc *jc, const json_t *root, struct gw_config *c
 
 static void load_audit(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {"file", NULL};
+    static const char *const keys[] = {"file", "signing_key_file", "checkpoint_every", "checkpoint_seconds",
+                                       "rotate_bytes", NULL};
     const json_t *a = jc_object(jc, root, "", "audit", 1);
+    long rotate_mib = 0;
 
     if (a == NULL)
         return;
     jc_only_keys(jc, a, "audit", keys);
     jc_string(jc, a, "audit", "file", 1, &c->audit.file);
+    jc_string(jc, a, "audit", "signing_key_file", 0, &c->audit.signing_key_file);
+    jc_int(jc, a, "audit", "checkpoint_every", 1, 1000000, &c->audit.checkpoint_every);
+    jc_int(jc, a, "audit", "checkpoint_seconds", 1, 86400, &c->audit.checkpoint_seconds);
+    if (jc_int(jc, a, "audit", "rotate_bytes", 0, LONG_MAX, &rotate_mib) == 0) {
+        c->audit.rotate_bytes = rotate_mib;
+        if (rotate_mib != 0 && rotate_mib < 4096)
+            jc_error(jc, "audit.rotate_bytes", "must be 0 (off) or at least 4096");
+    }
+}
+
+static void load_tls(struct jc *jc, const json_t *root, struct gw_config *c)
+{
+    static const char *const keys[] = {"cert_file", "key_file", "client_ca_file", "client_auth", "min_version", NULL};
+    const json_t *t = jc_object(jc, root, "", "tls", 0);
+    char *mode = NULL, *minv = NULL;
+
+    if (t == NULL)
+        return;
+    c->has_tls = 1;
+    jc_only_keys(jc, t, "tls", keys);
+    jc_string(jc, t, "tls", "cert_file", 1, &c->tls.cert_file);
+    jc_string(jc, t, "tls", "key_file", 1, &c->tls.key_file);
+    jc_string(jc, t, "tls", "client_ca_file", 0, &c->tls.client_ca_file);
+    if (jc_string(jc, t, "tls", "client_auth", 0, &mode) == 0 && mode != NULL) {
+        if (strcmp(mode, "required") == 0)
+            c->tls.client_auth = TLS_CLIENT_REQUIRED;
+        else if (strcmp(mode, "optional") == 0)
+            c->tls.client_auth = TLS_CLIENT_OPTIONAL;
+        else
+            jc_error(jc, "tls.client_auth", "must be \"required\" or \"optional\"");
+        if (c->tls.client_ca_file == NULL)
+            jc_error(jc, "tls.client_auth", "needs tls.client_ca_file");
+    } else if (c->tls.client_ca_file != NULL) {
+        c->tls.client_auth = TLS_CLIENT_REQUIRED;
+    }
+    if (jc_string(jc, t, "tls", "min_version", 0, &minv) == 0 && minv != NULL) {
+        if (strcmp(minv, "1.3") == 0)
+            c->tls.min_tls13 = 1;
+        else if (strcmp(minv, "1.2") != 0)
+            jc_error(jc, "tls.min_version", "must be \"1.2\" or \"1.3\"");
+    }
+    free(mode);
+    free(minv);
+}
+
+static void load_network(struct jc *jc, const json_t *root, struct gw_config *c)
+{
+    static const char *const corskeys[] = {"allowed_origins", "max_age_seconds", NULL};
+    static const char *const rlkeys[] = {"requests", "per_seconds", NULL};
+    const json_t *cors = jc_object(jc, root, "", "cors", 0), *rl;
+    char **nets = NULL, *admin = NULL;
+    size_t n = 0;
+
+    if (jc_string(jc, root, "", "admin_listen", 0, &admin) == 0 && admin != NULL &&
+        cfg_parse_listen(admin, &c->admin_host, &c->admin_port) != 0)
+        jc_error(jc, "admin_listen", "must be HOST:PORT or [IPv6]:PORT");
+    free(admin);
+    if (cors != NULL) {
+        jc_only_keys(jc, cors, "cors", corskeys);
+        if (jc_strv(jc, cors, "cors", "allowed_origins", 1, &c->cors.origins, &n) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                const char *o = c->cors.origins[i];
+                char p[64];
+                snprintf(p, sizeof(p), "cors.allowed_origins[%zu]", i);
+                if (strcmp(o, "*") == 0 || strcmp(o, "null") == 0)
+                    jc_error(jc, p, "\"%s\" is never allowed: name each dashboard's origin", o);
+                else if (strncmp(o, "https://", 8) != 0 && strncmp(o, "http://", 7) != 0)
+                    jc_error(jc, p, "must be an origin such as https://dash.example.com");
+                else if (strchr(o + 8, '/') != NULL)
+                    jc_error(jc, p, "an origin has no path");
+            }
+        }
+        c->cors.max_age_s = 600;
+        jc_int(jc, cors, "cors", "max_age_seconds", 0, 86400, &c->cors.max_age_s);
+    }
+    if (jc_strv(jc, root, "", "trusted_proxies", 0, &nets, &n) == 0 && nets != NULL) {
+        c->trusted = calloc(n + 1, sizeof(*c->trusted));
+        for (size_t i = 0; c->trusted != NULL && i < n; i++) {
+            char p[64];
+            if (px_cidr_parse(nets[i], &c->trusted[c->ntrusted]) == 0) {
+                c->ntrusted++;
+                continue;
+            }
+            snprintf(p, sizeof(p), "trusted_proxies[%zu]", i);
+            jc_error(jc, p, "\"%s\" is not an address or CIDR range", nets[i]);
+        }
+    }
+    jc_strv_free(nets);
+    jc_bool(jc, root, "", "proxy_protocol", &c->proxy_protocol);
+    if (c->proxy_protocol && c->ntrusted == 0)
+        jc_error(jc, "proxy_protocol", "needs trusted_proxies: only their PROXY headers are believed");
+    rl = jc_object(jc, root, "", "upstream_rate_limit", 0);
+    if (rl != NULL) {
+        jc_only_keys(jc, rl, "upstream_rate_limit", rlkeys);
+        if (json_object_get(rl, "requests") == NULL || json_object_get(rl, "per_seconds") == NULL)
+            jc_error(jc, "upstream_rate_limit", "needs both requests and per_seconds");
+        jc_int(jc, rl, "upstream_rate_limit", "requests", 1, 1000000, &c->upstream_rate_requests);
+        jc_int(jc, rl, "upstream_rate_limit", "per_seconds", 1, 86400, &c->upstream_rate_per_s);
+    }
 }
 
 static void load_limits(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {"max_header_bytes", "max_body_bytes", NULL};
+    static const char *const keys[] = {"max_header_bytes", "max_body_bytes",   "max_connections",
+                                       "header_timeout_ms", "idle_timeout_ms", "max_upstream_concurrency",
+                                       "max_upstream_queue", NULL};
     const json_t *l = jc_object(jc, root, "", "limits", 0);
 
     if (l == NULL)
@@ -222,6 +336,11 @@ static void load_limits(struct jc *jc, const json_t *root, struct gw_config *c)
     jc_only_keys(jc, l, "limits", keys);
     jc_int(jc, l, "limits", "max_header_bytes", 1024, 1024 * 1024, &c->limits.max_header_bytes);
     jc_int(jc, l, "limits", "max_body_bytes", 0, 1024 * 1024, &c->limits.max_body_bytes);
+    jc_int(jc, l, "limits", "max_connections", 1, 1000000, &c->limits.max_connections);
+    jc_int(jc, l, "limits", "header_timeout_ms", 100, 600000, &c->limits.header_timeout_ms);
+    jc_int(jc, l, "limits", "idle_timeout_ms", 100, 3600000, &c->limits.idle_timeout_ms);
+    jc_int(jc, l, "limits", "max_upstream_concurrency", 1, 100000, &c->limits.max_upstream_concurrency);
+    jc_int(jc, l, "limits", "max_upstream_queue", 0, 1000000, &c->limits.max_upstream_queue);
 }
 
 static int valid_instance(const char *s)
@@ -249,6 +368,15 @@ static void load_files(struct jc *jc, struct gw_config *c, struct buf *err)
     }
     if (c->policy_file != NULL && pol_load(c->policy_file, &c->policy, err) != 0)
         jc->nerr++;
+    if (c->has_tls && c->tls.cert_file != NULL && c->tls.key_file != NULL) {
+        if (creds_check_secrecy(c->tls.key_file, err) != 0 || (c->ssl_ctx = tls_server_ctx_new(&c->tls, err)) == NULL)
+            jc->nerr++;
+    }
+    if (c->audit.signing_key_file != NULL) {
+        if (creds_check_secrecy(c->audit.signing_key_file, err) != 0 ||
+            (c->audit_key = chain_load_private_key(c->audit.signing_key_file, err)) == NULL)
+            jc->nerr++;
+    }
     if (c->credentials_file != NULL && creds_load(c->credentials_file, &c->creds, err) != 0)
         jc->nerr++;
     if (c->policy != NULL && c->creds != NULL) {
@@ -267,9 +395,12 @@ static void load_files(struct jc *jc, struct gw_config *c, struct buf *err)
 
 struct gw_config *cfg_load(const char *path, struct buf *err)
 {
-    static const char *const keys[] = {"listen",      "instance",         "auth",     "policy_file",
-                                       "credentials_file", "upstream",    "audit",    "limits",
-                                       "log_level",   NULL};
+    static const char *const keys[] = {"listen",          "instance",         "auth",
+                                       "policy_file",     "credentials_file", "upstream",
+                                       "audit",           "limits",           "log_level",
+                                       "admin_listen",    "tls",              "allow_root",
+                                       "shutdown_timeout_ms", "cors",         "trusted_proxies",
+                                       "proxy_protocol",  "upstream_rate_limit", NULL};
     struct gw_config *c = NULL, *ret = NULL;
     struct jc jc;
     json_t *root = NULL;
@@ -291,6 +422,15 @@ struct gw_config *cfg_load(const char *path, struct buf *err)
     c->upstream.max_retries = 2;
     c->limits.max_header_bytes = 32768;
     c->limits.max_body_bytes = 16384;
+    c->limits.max_connections = 1024;
+    c->limits.header_timeout_ms = 10000;
+    c->limits.idle_timeout_ms = 60000;
+    c->limits.max_upstream_concurrency = 256;
+    c->limits.max_upstream_queue = 1024;
+    c->shutdown_timeout_ms = 30000;
+    c->auth.token_cache = 1;
+    c->audit.checkpoint_every = 100;
+    c->audit.checkpoint_seconds = 60;
     if (jc_load_file(&jc, CFG_FILE_MAX, 0, &root) != 0)
         goto out;
     dir = strdup(c->path ? c->path : path);
@@ -324,12 +464,23 @@ struct gw_config *cfg_load(const char *path, struct buf *err)
     load_upstream(&jc, root, c);
     load_audit(&jc, root, c);
     load_limits(&jc, root, c);
+    load_tls(&jc, root, c);
+    load_network(&jc, root, c);
+    jc_bool(&jc, root, "", "allow_root", &c->allow_root);
+    jc_int(&jc, root, "", "shutdown_timeout_ms", 0, 3600000, &c->shutdown_timeout_ms);
+    if (c->shutdown_timeout_ms < c->upstream.deadline_ms)
+        jc_error(&jc, "shutdown_timeout_ms", "must be at least upstream.deadline_ms (%ld) so in-flight calls can finish",
+                 c->upstream.deadline_ms);
 
     resolve_path(&c->auth.key_file, dir);
     resolve_path(&c->policy_file, dir);
     resolve_path(&c->credentials_file, dir);
     resolve_path(&c->upstream.ca_file, dir);
     resolve_path(&c->audit.file, dir);
+    resolve_path(&c->audit.signing_key_file, dir);
+    resolve_path(&c->tls.cert_file, dir);
+    resolve_path(&c->tls.key_file, dir);
+    resolve_path(&c->tls.client_ca_file, dir);
     load_files(&jc, c, err);
     if (jc.nerr > 0)
         goto out;

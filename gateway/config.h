@@ -12,7 +12,11 @@
 #include "buf.h"
 #include "creds.h"
 #include "policy.h"
+#include "proxy.h"
+#include "tls.h"
 
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <stdint.h>
 
 struct cfg_auth {
@@ -24,6 +28,7 @@ struct cfg_auth {
     char *team_prefix; /* or NULL */
     long leeway_s;
     long max_age_s;
+    int token_cache; /* cache verified tokens (default on) */
 };
 
 struct cfg_upstream {
@@ -39,11 +44,25 @@ struct cfg_upstream {
 
 struct cfg_audit {
     char *file;
+    char *signing_key_file; /* Ed25519 PEM, or NULL: no checkpoints */
+    long checkpoint_every;
+    long checkpoint_seconds;
+    long long rotate_bytes; /* 0: rotation by signal only */
 };
 
 struct cfg_limits {
     long max_header_bytes;
     long max_body_bytes;
+    long max_connections;
+    long header_timeout_ms; /* whole request head (and body) from its first byte */
+    long idle_timeout_ms;   /* keep-alive idle */
+    long max_upstream_concurrency;
+    long max_upstream_queue;
+};
+
+struct cfg_cors {
+    char **origins; /* NULL-terminated; NULL when CORS is off */
+    long max_age_s;
 };
 
 struct gw_config {
@@ -52,8 +71,20 @@ struct gw_config {
     char *path; /* the config file itself */
     char *listen_host;
     int listen_port;
+    char *admin_host; /* NULL: health endpoints on the main listener */
+    int admin_port;
     char *instance;
     int log_level;
+    int allow_root;
+    long shutdown_timeout_ms;
+    int has_tls;
+    struct cfg_tls tls;
+    struct cfg_cors cors;
+    struct px_cidr *trusted; /* trusted proxies (owned array of ntrusted) */
+    size_t ntrusted;
+    int proxy_protocol;
+    long upstream_rate_requests; /* 0: no gateway-wide rate limit */
+    long upstream_rate_per_s;
     struct cfg_auth auth;
     struct cfg_upstream upstream;
     struct cfg_audit audit;
@@ -64,6 +95,8 @@ struct gw_config {
     struct auth_keyset *keys;
     struct policy *policy;
     struct creds *creds;
+    SSL_CTX *ssl_ctx;    /* when has_tls */
+    EVP_PKEY *audit_key; /* checkpoint signing key, or NULL */
 };
 
 /*

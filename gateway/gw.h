@@ -14,6 +14,10 @@ struct audit;
 struct up;
 struct srv;
 struct rl_refusals;
+struct metrics;
+struct job;
+struct team_bucket;
+struct rl_bucket;
 
 struct gw {
     struct event_base *base;
@@ -23,8 +27,16 @@ struct gw {
     struct srv *srv;              /* owned */
     struct rl_refusals *refusals; /* anonymous refusals per client (owned) */
     struct event *sweep;          /* periodic refusal-summary timer */
+    struct metrics *metrics;      /* owned */
     int draining;                 /* shutting down: no new work */
     long jobs_in_flight;          /* /jobs requests not yet finished */
+    long upstream_active;         /* requests holding an upstream slot */
+    long upstream_queued;         /* requests waiting for one */
+    struct job *queue_head;       /* FIFO of waiting requests */
+    struct job **queue_tail;
+    struct team_bucket *buckets;  /* per-team rate limits (owned array) */
+    size_t nbuckets;
+    struct rl_bucket *upstream_bucket; /* gateway-wide rate limit, or NULL (owned) */
 };
 
 #endif

@@ -3,6 +3,10 @@
  * is the request's whole state; it holds a reference to the configuration
  * snapshot the request started with, and is freed in one place (job_free)
  * after the reply is sent and the outcome entry handed to the audit writer.
+ *
+ * Order of the steps: hygiene → authentication → policy → rate limits →
+ * an upstream slot (or the queue) → decision entry, durable → upstream call
+ * → reply → outcome entry.
  */
 #include "jobs.h"
 
@@ -11,6 +15,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "ratelimit.h"
 #include "server.h"
@@ -19,7 +24,6 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,19 +34,31 @@
 #define JOBS_PATH_MAX 256
 #define JOBS_ENTRY_MAX (64 * 1024)
 
+struct team_bucket {
+    char *name;
+    struct rl_bucket b;
+};
+
 struct job {
     struct gw *gw;
     struct gw_config *cfg; /* reference held until job_free */
     struct evhttp_request *http;
+    struct job *qnext;      /* in gw's upstream queue */
+    struct event *qtimer;   /* bound on the time spent queued */
+    int holds_slot;         /* counted in gw->upstream_active */
+    int status;             /* what the caller got (0: nothing yet) */
     char request_id[160];
     char job_id[ROUTE_JOB_ID_MAX + 1];
+    char peer_ip[64];
     char client_ip[64];
     char method[16];
     char path[JOBS_PATH_MAX * 3 + 8]; /* escaped, from at most JOBS_PATH_MAX bytes */
     char ticket[80];                  /* "" when none was sent */
+    char cert_ids[TLS_IDS_MAX][TLS_ID_MAX];
+    size_t ncert_ids;
     struct auth_identity id;
-    const char *team; /* borrowed from the policy of cfg, or from the token */
-    const struct pol_team *pteam;
+    const char *team;              /* borrowed from the policy of cfg, or from the token */
+    const struct pol_team *pteam;  /* the policy's entry, when the team is known */
     const struct cred *cred;
     int64_t t0_ms;
 };
@@ -86,9 +102,6 @@ static void escape_path(char *out, size_t outlen, const char *uri)
 static struct job *job_new(struct gw *gw, struct evhttp_request *req, const char *job_id, const char *request_id)
 {
     struct job *j = calloc(1, sizeof(*j));
-    struct evhttp_connection *con = evhttp_request_get_connection(req);
-    char *addr = NULL;
-    ev_uint16_t port = 0;
 
     if (j == NULL)
         return NULL;
@@ -100,21 +113,34 @@ static struct job *job_new(struct gw *gw, struct evhttp_request *req, const char
     snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
     snprintf(j->method, sizeof(j->method), "%s", method_name(evhttp_request_get_command(req)));
     escape_path(j->path, sizeof(j->path), evhttp_request_get_uri(req));
-    if (con != NULL)
-        evhttp_connection_get_peer(con, &addr, &port);
-    snprintf(j->client_ip, sizeof(j->client_ip), "%s", addr ? addr : "");
+    srv_addresses(gw->srv, req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
+    j->ncert_ids = srv_client_cert(gw->srv, req, j->cert_ids, TLS_IDS_MAX);
     gw->jobs_in_flight++;
     return j;
 }
+
+static void release_slot(struct job *j);
 
 static void job_free(struct job *j)
 {
     if (j == NULL)
         return;
+    met_request(j->gw->metrics, "jobs", j->status, j->pteam ? j->pteam->name : NULL,
+                (double)(clock_mono_ms() - j->t0_ms) / 1000.0);
+    release_slot(j);
+    if (j->qtimer != NULL)
+        event_free(j->qtimer);
     j->gw->jobs_in_flight--;
     auth_identity_clear(&j->id);
     cfg_unref(j->cfg);
     free(j);
+}
+
+static void job_problem(struct job *j, int status, const char *type, const char *title, const char *detail,
+                        const char *extra)
+{
+    j->status = status;
+    srv_problem(j->gw->srv, j->http, j->request_id, status, type, title, detail, extra);
 }
 
 /* Common leading members of every entry about this request. */
@@ -129,6 +155,10 @@ static void entry_begin(struct buf *b, const struct job *j, const char *event)
     buf_json_str(b, j->request_id, strlen(j->request_id));
     buf_adds(b, ",\"client_ip\":");
     buf_json_str(b, j->client_ip, strlen(j->client_ip));
+    if (strcmp(j->client_ip, j->peer_ip) != 0) {
+        buf_adds(b, ",\"peer_ip\":");
+        buf_json_str(b, j->peer_ip, strlen(j->peer_ip));
+    }
     buf_printf(b, ",\"method\":\"%s\",\"path\":", j->method);
     buf_json_str(b, j->path, strlen(j->path));
     buf_adds(b, ",\"job_id\":");
@@ -136,6 +166,15 @@ static void entry_begin(struct buf *b, const struct job *j, const char *event)
         buf_json_str(b, j->job_id, strlen(j->job_id));
     else
         buf_adds(b, "null");
+    if (j->ncert_ids > 0) {
+        buf_adds(b, ",\"client_cert\":[");
+        for (size_t i = 0; i < j->ncert_ids; i++) {
+            if (i > 0)
+                buf_addc(b, ',');
+            buf_json_str(b, j->cert_ids[i], strlen(j->cert_ids[i]));
+        }
+        buf_addc(b, ']');
+    }
 }
 
 static void entry_str(struct buf *b, const char *key, const char *val)
@@ -203,6 +242,7 @@ static void refuse(struct job *j, int status, const char *reason, const char *ty
     int authenticated = j->id.sub != NULL;
     struct evkeyvalq *oh = evhttp_request_get_output_headers(j->http);
 
+    met_decision(j->gw->metrics, "deny", strncmp(reason, "invalid_token:", 14) == 0 ? "invalid_token" : reason);
     if (authenticated || rl_refusal_admit(j->gw->refusals, j->client_ip, clock_wall_ms(), on_refusal_summary, j->gw)) {
         buf_init(&b, JOBS_ENTRY_MAX);
         entry_begin(&b, j, "decision");
@@ -219,7 +259,7 @@ static void refuse(struct job *j, int status, const char *reason, const char *ty
         evhttp_add_header(oh, "WWW-Authenticate", www_auth);
     if (status == 405)
         evhttp_add_header(oh, "Allow", "DELETE");
-    srv_problem(j->http, j->request_id, status, type, title, detail, NULL);
+    job_problem(j, status, type, title, detail, NULL);
     job_free(j);
 }
 
@@ -336,6 +376,7 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
     char num[32];
 
     /* Reply first: the outcome entry does not hold up the caller. */
+    j->status = m->status;
     if (m->status == 200) {
         buf_init(&b, 4096);
         buf_adds(&b, "{\"job_id\":");
@@ -345,7 +386,7 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
         buf_adds(&b, ",\"upstream_request_id\":");
         buf_json_str(&b, m->upstream_request_id, strlen(m->upstream_request_id));
         buf_addc(&b, '}');
-        srv_reply_json(j->http, j->request_id, 200, b.p ? b.p : "{}");
+        srv_reply_json(j->gw->srv, j->http, j->request_id, 200, b.p ? b.p : "{}");
         buf_free(&b);
     } else {
         buf_init(&extra, 4096);
@@ -358,13 +399,15 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
             snprintf(num, sizeof(num), "%ld", o->retry_after_s > 0 ? o->retry_after_s : 1);
             evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
         }
-        srv_problem(j->http, j->request_id, m->status, m->type, m->title,
+        job_problem(j, m->status, m->type, m->title,
                     strcmp(m->result, "unknown") == 0
                         ? "Repeating the DELETE is safe: a job that was deleted answers 404."
                         : NULL,
                     extra.p);
         buf_free(&extra);
     }
+    met_upstream(j->gw->metrics, m->result, m->upstream_answered ? m->upstream_code : o->gateway_error,
+                 (double)o->duration_ms / 1000.0);
 
     buf_init(&b, JOBS_ENTRY_MAX);
     entry_begin(&b, j, "outcome");
@@ -391,7 +434,8 @@ static void on_decision_durable(void *arg, int ok)
     if (!ok) {
         log_msg(LOG_LVL_ERROR, j->request_id, "decision entry for %s not durable: request refused with 503",
                 j->job_id);
-        srv_problem(j->http, j->request_id, 503, "audit-unavailable", "The audit log cannot record this request",
+        evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "5");
+        job_problem(j, 503, "audit-unavailable", "The audit log cannot record this request",
                     "Nothing was forwarded. The gateway refuses deletions until its audit log is writable again.",
                     NULL);
         job_free(j);
@@ -406,27 +450,15 @@ static void on_decision_durable(void *arg, int ok)
     }
 }
 
-static void decide(struct job *j)
+/* The decision entry, then (once durable) the upstream call. */
+static void record_and_forward(struct job *j)
 {
-    const char *teams[AUTH_MAX_TEAMS];
-    size_t nteams = auth_teams(j->id.claims, j->cfg->auth.team_claim, j->cfg->auth.team_prefix, teams,
-                               AUTH_MAX_TEAMS);
-    struct pol_request pr = {JOBS_ACTION, j->job_id, j->id.sub, j->ticket[0] ? j->ticket : NULL,
-                             teams, nteams, NULL, 0};
-    const struct pol_team *team = NULL;
-    enum pol_reason why = pol_decide(j->cfg->policy, &pr, &team);
     struct buf b;
     char masked[32];
 
-    j->pteam = team;
-    j->team = team ? team->name : (nteams > 0 ? teams[0] : NULL);
-    if (why != POL_ALLOW) {
-        refuse(j, 403, pol_reason_code(why), "forbidden", "The policy does not allow this call",
-               pol_reason_text(why), 0, NULL);
-        return;
-    }
-    j->cred = creds_find(j->cfg->creds, team->credential);
+    j->cred = creds_find(j->cfg->creds, j->pteam->credential);
     creds_mask(j->cred->access_key_id, masked, sizeof(masked));
+    met_decision(j->gw->metrics, "allow", "allowed");
     buf_init(&b, JOBS_ENTRY_MAX);
     entry_begin(&b, j, "decision");
     entry_identity(&b, j);
@@ -438,13 +470,180 @@ static void decide(struct job *j)
     submit(j, &b, 1, on_decision_durable, j);
 }
 
+static void release_slot(struct job *j)
+{
+    struct gw *gw = j->gw;
+    struct job *next;
+
+    if (!j->holds_slot)
+        return;
+    j->holds_slot = 0;
+    gw->upstream_active--;
+    /* Hand the slot to the longest-waiting request. */
+    while ((next = gw->queue_head) != NULL && gw->upstream_active < gw->cfg->limits.max_upstream_concurrency) {
+        gw->queue_head = next->qnext;
+        if (gw->queue_head == NULL)
+            gw->queue_tail = &gw->queue_head;
+        gw->upstream_queued--;
+        evtimer_del(next->qtimer);
+        next->holds_slot = 1;
+        gw->upstream_active++;
+        record_and_forward(next);
+    }
+}
+
+static void on_queue_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg, **pp;
+
+    (void)fd;
+    (void)what;
+    for (pp = &j->gw->queue_head; *pp != NULL && *pp != j; pp = &(*pp)->qnext)
+        ;
+    if (*pp == NULL)
+        return;
+    *pp = j->qnext;
+    if (j->gw->queue_tail == &j->qnext)
+        j->gw->queue_tail = pp;
+    j->gw->upstream_queued--;
+    evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "1");
+    refuse(j, 503, "upstream_busy", "overloaded", "The gateway is at its upstream concurrency limit",
+           "The request waited for an upstream slot too long; nothing was forwarded", 0, NULL);
+}
+
+/* Take an upstream slot, or queue for one; refused when the queue is full. */
+static void acquire_slot(struct job *j)
+{
+    struct gw *gw = j->gw;
+    const struct cfg_limits *l = &j->cfg->limits;
+    struct timeval tv = {j->cfg->upstream.deadline_ms / 1000, (j->cfg->upstream.deadline_ms % 1000) * 1000};
+
+    if (gw->upstream_active < l->max_upstream_concurrency && gw->queue_head == NULL) {
+        j->holds_slot = 1;
+        gw->upstream_active++;
+        record_and_forward(j);
+        return;
+    }
+    if (gw->upstream_queued >= l->max_upstream_queue || (j->qtimer = evtimer_new(gw->base, on_queue_timeout, j)) == NULL) {
+        met_inc(gw->metrics, MET_UPSTREAM_QUEUE_FULL);
+        evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "1");
+        refuse(j, 503, "upstream_busy", "overloaded", "The gateway is at its upstream concurrency limit",
+               "Nothing was forwarded; retry shortly", 0, NULL);
+        return;
+    }
+    j->qnext = NULL;
+    *gw->queue_tail = j;
+    gw->queue_tail = &j->qnext;
+    gw->upstream_queued++;
+    evtimer_add(j->qtimer, &tv);
+}
+
+/* The bucket of a policy team, created on first use; kept across reloads. */
+static struct rl_bucket *team_bucket(struct gw *gw, const struct pol_team *t)
+{
+    double burst = (double)t->rate_requests, rate = (double)t->rate_requests / (double)t->rate_per_seconds;
+    struct team_bucket *nb;
+
+    for (size_t i = 0; i < gw->nbuckets; i++) {
+        if (strcmp(gw->buckets[i].name, t->name) == 0) {
+            /* A reload may have changed the limit: adopt it, keep the level. */
+            gw->buckets[i].b.burst = burst;
+            gw->buckets[i].b.rate = rate;
+            return &gw->buckets[i].b;
+        }
+    }
+    nb = realloc(gw->buckets, (gw->nbuckets + 1) * sizeof(*nb));
+    if (nb == NULL)
+        return NULL;
+    gw->buckets = nb;
+    nb[gw->nbuckets].name = strdup(t->name);
+    if (nb[gw->nbuckets].name == NULL)
+        return NULL;
+    rl_bucket_init(&nb[gw->nbuckets].b, burst, rate, clock_mono_ms());
+    return &nb[gw->nbuckets++].b;
+}
+
+void jobs_free_state(struct gw *gw)
+{
+    for (size_t i = 0; i < gw->nbuckets; i++)
+        free(gw->buckets[i].name);
+    free(gw->buckets);
+    free(gw->upstream_bucket);
+    gw->buckets = NULL;
+    gw->nbuckets = 0;
+    gw->upstream_bucket = NULL;
+}
+
+/* Per-team and gateway-wide rate limits: 0 to go on, else refused already. */
+static int check_rates(struct job *j)
+{
+    struct gw *gw = j->gw;
+    const struct gw_config *c = j->cfg;
+    struct rl_bucket *b;
+    long wait;
+    char num[32];
+
+    if (j->pteam->rate_requests > 0 && (b = team_bucket(gw, j->pteam)) != NULL &&
+        (wait = rl_bucket_take(b, clock_mono_ms())) > 0) {
+        snprintf(num, sizeof(num), "%ld", wait);
+        evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
+        refuse(j, 429, "rate_limited", "rate-limited", "The team's rate limit is reached",
+               "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
+        return -1;
+    }
+    if (c->upstream_rate_requests > 0) {
+        if (gw->upstream_bucket == NULL && (gw->upstream_bucket = calloc(1, sizeof(*gw->upstream_bucket))) != NULL)
+            rl_bucket_init(gw->upstream_bucket, (double)c->upstream_rate_requests,
+                           (double)c->upstream_rate_requests / (double)c->upstream_rate_per_s, clock_mono_ms());
+        if (gw->upstream_bucket != NULL) {
+            gw->upstream_bucket->burst = (double)c->upstream_rate_requests;
+            gw->upstream_bucket->rate = (double)c->upstream_rate_requests / (double)c->upstream_rate_per_s;
+            if ((wait = rl_bucket_take(gw->upstream_bucket, clock_mono_ms())) > 0) {
+                snprintf(num, sizeof(num), "%ld", wait);
+                evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
+                refuse(j, 429, "upstream_rate_limited", "rate-limited",
+                       "The gateway's rate limit for the cloud API is reached",
+                       "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void decide(struct job *j)
+{
+    const char *teams[AUTH_MAX_TEAMS];
+    const char *cert_ptrs[TLS_IDS_MAX];
+    size_t nteams = auth_teams(j->id.claims, j->cfg->auth.team_claim, j->cfg->auth.team_prefix, teams,
+                               AUTH_MAX_TEAMS);
+    struct pol_request pr = {JOBS_ACTION, j->job_id, j->id.sub, j->ticket[0] ? j->ticket : NULL,
+                             teams, nteams, cert_ptrs, j->ncert_ids};
+    const struct pol_team *team = NULL;
+    enum pol_reason why;
+
+    for (size_t i = 0; i < j->ncert_ids; i++)
+        cert_ptrs[i] = j->cert_ids[i];
+    why = pol_decide(j->cfg->policy, &pr, &team);
+    j->pteam = team;
+    j->team = team ? team->name : (nteams > 0 ? teams[0] : NULL);
+    if (why != POL_ALLOW) {
+        refuse(j, 403, pol_reason_code(why), "forbidden", "The policy does not allow this call",
+               pol_reason_text(why), 0, NULL);
+        return;
+    }
+    if (check_rates(j) != 0)
+        return;
+    acquire_slot(j);
+}
+
 void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind, const char *job_id,
                  const char *request_id)
 {
     struct job *j = job_new(gw, req, kind == ROUTE_JOB ? job_id : "", request_id);
 
     if (j == NULL) {
-        srv_problem(req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
+        srv_problem(gw->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
         return;
     }
     if (kind == ROUTE_NOT_FOUND) {

@@ -17,5 +17,7 @@ void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind
                  const char *request_id);
 /* Write the summaries of ended refusal windows (timer, shutdown). */
 void jobs_sweep_refusals(struct gw *gw, int all);
+/* Free the rate-limit buckets held in gw (at exit). */
+void jobs_free_state(struct gw *gw);
 
 #endif

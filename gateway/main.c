@@ -11,6 +11,7 @@
 #include "gw.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "server.h"
 #include "upstream.h"
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #define REFUSALS_PER_MINUTE 10
 #define REFUSAL_CLIENTS_MAX 10000
@@ -70,6 +72,7 @@ struct drain {
     struct gw *gw;
     struct event *timer;
     int64_t deadline_ms;
+    const char *config_path;
 };
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -99,8 +102,74 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     log_info("signal %d: draining %ld in-flight requests, then exiting", (int)sig, d->gw->jobs_in_flight);
     d->gw->draining = 1;
     srv_stop_accepting(d->gw->srv);
-    d->deadline_ms = clock_mono_ms() + d->gw->cfg->upstream.deadline_ms + 5000;
+    d->deadline_ms = clock_mono_ms() + d->gw->cfg->shutdown_timeout_ms;
     evtimer_add(d->timer, &now);
+}
+
+static void audit_opts_of(const struct gw_config *cfg, struct audit_opts *o)
+{
+    o->path = cfg->audit.file;
+    o->instance = cfg->instance;
+    o->key = cfg->audit_key;
+    o->checkpoint_every = cfg->audit.checkpoint_every;
+    o->checkpoint_seconds = cfg->audit.checkpoint_seconds;
+    o->rotate_bytes = cfg->audit.rotate_bytes;
+}
+
+/*
+ * SIGHUP: build the new configuration off to the side; swap it in only when
+ * every file is valid. Requests in flight keep the snapshot they hold.
+ */
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    struct drain *d = arg;
+    struct gw *gw = d->gw;
+    struct buf err;
+    struct gw_config *next;
+    struct audit_opts ao;
+
+    (void)sig;
+    (void)what;
+    buf_init(&err, 64 * 1024);
+    next = cfg_load(d->config_path, &err);
+    if (next == NULL) {
+        if (err.len > 0)
+            err.p[err.len - 1] = '\0';
+        met_inc(gw->metrics, MET_RELOAD_FAILURES);
+        log_error("reload refused, the running configuration stays: %s", err.p ? err.p : "invalid configuration");
+        buf_free(&err);
+        return;
+    }
+    buf_free(&err);
+    if (strcmp(next->listen_host, gw->cfg->listen_host) != 0 || next->listen_port != gw->cfg->listen_port ||
+        next->proxy_protocol != gw->cfg->proxy_protocol || (next->admin_host == NULL) != (gw->cfg->admin_host == NULL))
+        log_warn("reload: listen, admin_listen and proxy_protocol changes take effect at restart");
+    if (strcmp(next->instance, gw->cfg->instance) != 0) {
+        log_error("reload refused: instance cannot change while running (it names the audit chain)");
+        met_inc(gw->metrics, MET_RELOAD_FAILURES);
+        cfg_unref(next);
+        return;
+    }
+    cfg_unref(gw->cfg);
+    gw->cfg = next;
+    log_set_level(next->log_level);
+    srv_reconfigure(gw->srv, next);
+    audit_opts_of(next, &ao);
+    audit_reconfigure(gw->audit, &ao);
+    /* The reload signal also reopens the audit file (logrotate). */
+    audit_reopen(gw->audit);
+    met_inc(gw->metrics, MET_RELOADS);
+    log_info("configuration reloaded (generation %llu)", (unsigned long long)next->generation);
+}
+
+static void on_reopen(evutil_socket_t sig, short what, void *arg)
+{
+    struct drain *d = arg;
+
+    (void)sig;
+    (void)what;
+    log_info("SIGUSR1: reopening the audit log");
+    audit_reopen(d->gw->audit);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -110,13 +179,14 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     jobs_sweep_refusals(arg, 0);
 }
 
-static int run(struct gw_config *cfg)
+static int run(struct gw_config *cfg, const char *config_path)
 {
     int rc = 1;
     struct gw gw;
     struct buf err;
     struct drain d;
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct event *sigs[4] = {NULL, NULL, NULL, NULL};
+    static const int signums[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     struct audit_opts ao;
     struct timeval sweep_tv = {5, 0};
 
@@ -124,11 +194,14 @@ static int run(struct gw_config *cfg)
     memset(&d, 0, sizeof(d));
     buf_init(&err, 16 * 1024);
     gw.cfg = cfg;
+    gw.queue_tail = &gw.queue_head;
     gw.base = event_base_new();
-    if (gw.base == NULL)
+    gw.metrics = met_new();
+    /* Three priorities: the server's read watchers (0) run before evhttp's
+     * own reads (1, the default), see server.c. */
+    if (gw.base == NULL || gw.metrics == NULL || event_base_priority_init(gw.base, 3) != 0)
         goto out;
-    ao.path = cfg->audit.file;
-    ao.instance = cfg->instance;
+    audit_opts_of(cfg, &ao);
     gw.audit = audit_new(gw.base, &ao, &err);
     if (gw.audit == NULL)
         goto out;
@@ -140,32 +213,38 @@ static int run(struct gw_config *cfg)
     if (gw.srv == NULL)
         goto out;
     d.gw = &gw;
+    d.config_path = config_path;
     d.timer = evtimer_new(gw.base, on_drain_tick, &d);
-    sigterm = evsignal_new(gw.base, SIGTERM, on_signal, &d);
-    sigint = evsignal_new(gw.base, SIGINT, on_signal, &d);
     gw.sweep = event_new(gw.base, -1, EV_PERSIST, on_sweep, &gw);
-    if (d.timer == NULL || sigterm == NULL || sigint == NULL || gw.sweep == NULL || evsignal_add(sigterm, NULL) ||
-        evsignal_add(sigint, NULL) || event_add(gw.sweep, &sweep_tv))
+    if (d.timer == NULL || gw.sweep == NULL || event_add(gw.sweep, &sweep_tv) != 0)
         goto out;
-    log_info("smc-gateway %s listening on %s:%d (instance %s, config generation %llu)", GW_VERSION,
-             cfg->listen_host, cfg->listen_port, cfg->instance, (unsigned long long)cfg->generation);
+    for (int i = 0; i < 4; i++) {
+        event_callback_fn fn = signums[i] == SIGHUP ? on_reload : signums[i] == SIGUSR1 ? on_reopen : on_signal;
+        sigs[i] = evsignal_new(gw.base, signums[i], fn, &d);
+        if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
+            goto out;
+    }
+    log_info("smc-gateway %s listening on %s:%d%s (instance %s, config generation %llu)", GW_VERSION,
+             cfg->listen_host, cfg->listen_port, cfg->has_tls ? " with TLS" : "", cfg->instance,
+             (unsigned long long)cfg->generation);
     event_base_dispatch(gw.base);
     rc = 0;
 out:
     if (err.len > 0)
-        log_error("%.*s", (int)(err.len > 0 && err.p[err.len - 1] == '\n' ? err.len - 1 : err.len), err.p);
+        log_error("%.*s", (int)(err.p[err.len - 1] == '\n' ? err.len - 1 : err.len), err.p);
     if (gw.refusals != NULL && gw.audit != NULL)
         jobs_sweep_refusals(&gw, 1);
     srv_free(gw.srv);
     up_free(gw.up);
     audit_free(gw.audit);
     rl_refusals_free(gw.refusals);
+    jobs_free_state(&gw);
+    met_free(gw.metrics);
     if (gw.sweep != NULL)
         event_free(gw.sweep);
-    if (sigterm != NULL)
-        event_free(sigterm);
-    if (sigint != NULL)
-        event_free(sigint);
+    for (int i = 0; i < 4; i++)
+        if (sigs[i] != NULL)
+            event_free(sigs[i]);
     if (d.timer != NULL)
         event_free(d.timer);
     if (gw.base != NULL)
@@ -173,6 +252,8 @@ out:
     buf_free(&err);
     if (rc == 0)
         log_info("smc-gateway stopped");
+    /* The snapshot in use at the end (the caller's may have been replaced). */
+    cfg_unref(gw.cfg);
     return rc;
 }
 
@@ -223,7 +304,14 @@ int main(int argc, char **argv)
         goto out;
     }
     log_set_level(cfg->log_level);
-    rc = run(cfg);
+    if (geteuid() == 0 && !cfg->allow_root) {
+        log_error("refusing to run as root: run as the user that owns the key files (the systemd unit does), "
+                  "or set \"allow_root\": true in %s",
+                  path);
+        goto out;
+    }
+    rc = run(cfg, path);
+    cfg = NULL; /* run() released it (reload may have replaced it) */
 out:
     cfg_unref(cfg);
     buf_free(&err);

@@ -1,33 +1,293 @@
 /*
- * server: evhttp listener, request IDs, routing and reply helpers (see
- * server.h). Every method reaches the handler (so other methods get 405 from
- * us, not from libevent); the body limit is low so that bodies and
- * Transfer-Encoding reach jobs.c's checks instead of libevent's error page.
+ * server: listeners, connections, routing and reply helpers (see server.h).
+ *
+ * libevent 2.1's evhttp has no connection hooks, so the server builds them
+ * from public pieces. It creates each connection's bufferevent (bevcb) and
+ * holds a reference to it until the end of that loop pass, when evhttp has
+ * attached its connection object (the bufferevent's callback argument);
+ * then it asks evhttp for the close callback, which is where a connection
+ * stops counting. A read watcher of a higher priority than evhttp's own sees
+ * the first bytes of each request head first: it starts the head deadline
+ * and, with the PROXY protocol, takes the PROXY header off the socket before
+ * evhttp reads it.
  */
 #include "server.h"
 
+#include "audit.h"
 #include "clock.h"
 #include "config.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
+#include "proxy.h"
 #include "route.h"
+#include "upstream.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
-#define SRV_IDLE_TIMEOUT_S 60
+#define SRV_PROXY_HDR_MAX 536 /* largest PROXY header accepted (v1 is at most 107 bytes) */
+
+enum conn_state { CONN_HEAD, CONN_BUSY, CONN_IDLE };
+
+struct srv_conn {
+    struct srv *srv;
+    struct bufferevent *bev; /* owned by evhttp once adopted */
+    struct evhttp_connection *evcon;
+    struct event *timer; /* head deadline */
+    struct event *watch; /* first bytes of the next head (one-shot) */
+    enum conn_state state;
+    int fd;
+    int adopted;
+    int proxy_pending;
+    char proxy_client[PX_ADDR_MAX];
+    struct srv_conn *next, **pprev;   /* all connections */
+    struct srv_conn *adopt_next;      /* waiting for adoption */
+};
 
 struct srv {
     struct gw *gw;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    struct evhttp *http;  /* main listener */
+    struct evhttp *admin; /* or NULL */
+    struct evhttp_bound_socket *bound, *admin_bound;
+    struct srv_conn *conns;   /* every live connection (list) */
+    struct srv_conn **byfd;   /* lookup by socket */
+    size_t nfd;
+    struct srv_conn *adopt;   /* made this pass, not adopted yet */
+    struct event *adopt_ev;
+    long nconns;
+    long max_conns;
+    long head_timeout_ms;
+    int paused; /* accepting paused at max_conns */
+    int proxy_protocol;
+    SSL_CTX *ssl_ctx; /* the config's context, for new connections */
     uint64_t rid_prefix;
     uint64_t rid_counter;
 };
+
+static struct srv_conn *conn_of(struct srv *s, struct evhttp_request *req)
+{
+    struct evhttp_connection *ec = req ? evhttp_request_get_connection(req) : NULL;
+    struct bufferevent *bev = ec ? evhttp_connection_get_bufferevent(ec) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+    if (fd < 0 || (size_t)fd >= s->nfd || s->byfd[fd] == NULL || s->byfd[fd]->bev != bev)
+        return NULL;
+    return s->byfd[fd];
+}
+
+static void update_accepting(struct srv *s)
+{
+    struct evconnlistener *l = s->bound ? evhttp_bound_socket_get_listener(s->bound) : NULL;
+
+    if (l == NULL)
+        return;
+    if (!s->paused && s->nconns >= s->max_conns) {
+        evconnlistener_disable(l);
+        s->paused = 1;
+        met_inc(s->gw->metrics, MET_CONN_LIMIT_HITS);
+        log_warn("limits.max_connections (%ld) reached: accepting paused", s->max_conns);
+    } else if (s->paused && s->nconns < s->max_conns) {
+        evconnlistener_enable(l);
+        s->paused = 0;
+    }
+}
+
+/* The connection is over (evhttp is freeing it, or never took it). */
+static void conn_gone(struct srv_conn *c)
+{
+    struct srv *s = c->srv;
+
+    if (c->fd >= 0 && (size_t)c->fd < s->nfd && s->byfd[c->fd] == c)
+        s->byfd[c->fd] = NULL;
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->watch != NULL)
+        event_free(c->watch);
+    *c->pprev = c->next;
+    if (c->next != NULL)
+        c->next->pprev = c->pprev;
+    free(c);
+    s->nconns--;
+    update_accepting(s);
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    conn_gone(arg);
+}
+
+static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct srv_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->state != CONN_HEAD || c->fd < 0)
+        return;
+    met_inc(c->srv->gw->metrics, MET_HEAD_TIMEOUTS);
+    log_info("closing connection fd %d: no complete request within limits.header_timeout_ms (%ld)", c->fd,
+             c->srv->head_timeout_ms);
+    /* evhttp sees end-of-file and frees the connection (then on_conn_close). */
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+static void arm_head_deadline(struct srv_conn *c)
+{
+    struct timeval tv = {c->srv->head_timeout_ms / 1000, (c->srv->head_timeout_ms % 1000) * 1000};
+
+    c->state = CONN_HEAD;
+    evtimer_add(c->timer, &tv);
+}
+
+/* Take a PROXY header off the socket before evhttp reads; -1 to close. */
+static int take_proxy_header(struct srv_conn *c)
+{
+    unsigned char hdr[SRV_PROXY_HDR_MAX];
+    ssize_t n = recv(c->fd, hdr, sizeof(hdr), MSG_PEEK);
+    long used;
+
+    if (n <= 0)
+        return n == 0 ? -1 : 0;
+    used = px_proxy_header(hdr, (size_t)n, c->proxy_client, sizeof(c->proxy_client));
+    if (used <= 0) {
+        /* Not a header, or one split across packets: proxies send it whole. */
+        log_info("closing connection fd %d: no complete PROXY protocol header", c->fd);
+        return -1;
+    }
+    if (recv(c->fd, hdr, (size_t)used, 0) != used)
+        return -1;
+    c->proxy_pending = 0;
+    return 0;
+}
+
+/* Bytes arrived (before evhttp reads them: this watcher has priority). */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct srv_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->proxy_pending && take_proxy_header(c) != 0) {
+        shutdown(c->fd, SHUT_RDWR);
+        return;
+    }
+    if (c->state == CONN_IDLE)
+        arm_head_deadline(c);
+}
+
+/* End of the loop pass that accepted: evhttp's connection object now exists. */
+static void on_adopt(evutil_socket_t fd, short what, void *arg)
+{
+    struct srv *s = arg;
+    struct srv_conn *c;
+
+    (void)fd;
+    (void)what;
+    while ((c = s->adopt) != NULL) {
+        void *cbarg = NULL;
+        bufferevent_event_cb eventcb = NULL;
+        s->adopt = c->adopt_next;
+        bufferevent_getcb(c->bev, NULL, NULL, &eventcb, &cbarg);
+        if (eventcb == NULL || cbarg == NULL) {
+            /* evhttp already dropped it (it failed to set up). */
+            struct bufferevent *bev = c->bev;
+            conn_gone(c);
+            bufferevent_decref(bev);
+            continue;
+        }
+        c->evcon = cbarg;
+        c->adopted = 1;
+        c->fd = (int)bufferevent_getfd(c->bev);
+        if (c->fd >= 0 && (size_t)c->fd < s->nfd)
+            s->byfd[c->fd] = c;
+        evhttp_connection_set_closecb(c->evcon, on_conn_close, c);
+        c->watch = event_new(s->gw->base, c->fd, EV_READ, on_watch, c);
+        if (c->watch != NULL) {
+            event_priority_set(c->watch, 0);
+            if (c->proxy_pending)
+                event_add(c->watch, NULL);
+        }
+        bufferevent_decref(c->bev);
+    }
+}
+
+static struct bufferevent *make_conn(struct event_base *base, void *arg)
+{
+    struct srv *s = arg;
+    struct srv_conn *c = calloc(1, sizeof(*c));
+    SSL *ssl = NULL;
+
+    if (c == NULL)
+        return NULL;
+    c->srv = s;
+    c->fd = -1;
+    c->proxy_pending = s->proxy_protocol;
+    if (s->ssl_ctx != NULL) {
+        ssl = SSL_new(s->ssl_ctx);
+        c->bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (c->bev != NULL)
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        else
+            SSL_free(ssl);
+    } else {
+        c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    c->timer = evtimer_new(base, on_head_deadline, c);
+    if (c->bev == NULL || c->timer == NULL) {
+        if (c->bev != NULL)
+            bufferevent_free(c->bev);
+        if (c->timer != NULL)
+            event_free(c->timer);
+        free(c);
+        return NULL;
+    }
+    /* Kept alive until on_adopt, whatever evhttp does meanwhile. */
+    bufferevent_incref(c->bev);
+    c->next = s->conns;
+    if (c->next != NULL)
+        c->next->pprev = &c->next;
+    c->pprev = &s->conns;
+    s->conns = c;
+    c->adopt_next = s->adopt;
+    s->adopt = c;
+    event_active(s->adopt_ev, EV_TIMEOUT, 0);
+    s->nconns++;
+    met_inc(s->gw->metrics, MET_CONNECTIONS);
+    /* The first head (and a TLS handshake) must come within the deadline. */
+    arm_head_deadline(c);
+    update_accepting(s);
+    return c->bev;
+}
+
+/* A reply is being sent: the next head may come; watch for its first byte. */
+static void conn_replied(struct srv *s, struct evhttp_request *req)
+{
+    struct srv_conn *c = conn_of(s, req);
+
+    if (c == NULL || c->state != CONN_BUSY)
+        return;
+    c->state = CONN_IDLE;
+    if (c->watch != NULL)
+        event_add(c->watch, NULL);
+}
+
+long srv_connections(const struct srv *s)
+{
+    return s->nconns;
+}
 
 static void add_common_headers(struct evhttp_request *req, const char *request_id, const char *ctype)
 {
@@ -43,6 +303,7 @@ static const char *reason_phrase(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -50,7 +311,6 @@ static const char *reason_phrase(int status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
@@ -59,27 +319,36 @@ static const char *reason_phrase(int status)
     }
 }
 
-void srv_reply_json(struct evhttp_request *req, const char *request_id, int status, const char *json)
+void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *ctype,
+               const char *body, size_t len)
 {
     struct evbuffer *b = evbuffer_new();
 
-    add_common_headers(req, request_id, "application/json");
-    if (b != NULL)
-        evbuffer_add(b, json, strlen(json));
+    if (ctype != NULL)
+        add_common_headers(req, request_id, ctype);
+    else
+        evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", request_id);
+    if (b != NULL && len > 0)
+        evbuffer_add(b, body, len);
+    conn_replied(s, req);
     evhttp_send_reply(req, status, reason_phrase(status), b);
     if (b != NULL)
         evbuffer_free(b);
 }
 
-void srv_problem(struct evhttp_request *req, const char *request_id, int status, const char *type,
+void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status,
+                    const char *json)
+{
+    srv_reply(s, req, request_id, status, "application/json", json, strlen(json));
+}
+
+void srv_problem(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *type,
                  const char *title, const char *detail, const char *extra)
 {
     struct buf b;
-    struct evbuffer *eb = evbuffer_new();
 
     buf_init(&b, 16 * 1024);
-    buf_adds(&b, "{\"type\":");
-    buf_printf(&b, "\"urn:smc-gateway:problem:%s\",\"title\":", type);
+    buf_printf(&b, "{\"type\":\"urn:smc-gateway:problem:%s\",\"title\":", type);
     buf_json_str(&b, title, strlen(title));
     buf_printf(&b, ",\"status\":%d", status);
     if (detail != NULL) {
@@ -91,13 +360,51 @@ void srv_problem(struct evhttp_request *req, const char *request_id, int status,
     if (extra != NULL)
         buf_adds(&b, extra);
     buf_addc(&b, '}');
-    add_common_headers(req, request_id, "application/problem+json");
-    if (eb != NULL && b.p != NULL)
-        evbuffer_add(eb, b.p, b.len);
-    evhttp_send_reply(req, status, reason_phrase(status), eb);
-    if (eb != NULL)
-        evbuffer_free(eb);
+    srv_reply(s, req, request_id, status, "application/problem+json", b.p ? b.p : "{}", b.p ? b.len : 2);
     buf_free(&b);
+}
+
+void srv_addresses(struct srv *s, struct evhttp_request *req, const struct gw_config *cfg, char *peer,
+                   size_t peerlen, char *client, size_t clientlen)
+{
+    struct evhttp_connection *ec = evhttp_request_get_connection(req);
+    struct srv_conn *c = conn_of(s, req);
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    struct buf xff;
+
+    if (ec != NULL)
+        evhttp_connection_get_peer(ec, &addr, &port);
+    snprintf(peer, peerlen, "%s", addr ? addr : "");
+    snprintf(client, clientlen, "%s", peer);
+    if (cfg->ntrusted == 0 || !px_trusted(cfg->trusted, cfg->ntrusted, peer))
+        return;
+    if (c != NULL && c->proxy_client[0] != '\0') {
+        snprintf(client, clientlen, "%s", c->proxy_client);
+        return;
+    }
+    /* Several X-Forwarded-For headers form one list, in order. */
+    buf_init(&xff, 8192);
+    for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+        if (strcasecmp(kv->key, "X-Forwarded-For") != 0)
+            continue;
+        if (xff.len > 0)
+            buf_addc(&xff, ',');
+        buf_adds(&xff, kv->value);
+    }
+    if (xff.p != NULL && px_xff_client(cfg->trusted, cfg->ntrusted, xff.p, client, clientlen) != 0)
+        snprintf(client, clientlen, "%s", peer);
+    buf_free(&xff);
+}
+
+size_t srv_client_cert(struct srv *s, struct evhttp_request *req, char ids[][TLS_ID_MAX], size_t max)
+{
+    struct srv_conn *c = conn_of(s, req);
+
+    if (c == NULL || c->bev == NULL)
+        return 0;
+    return tls_peer_ids(bufferevent_openssl_get_ssl(c->bev), ids, max);
 }
 
 static void make_request_id(struct srv *s, char *out, size_t outlen)
@@ -106,24 +413,127 @@ static void make_request_id(struct srv *s, char *out, size_t outlen)
              (unsigned long long)++s->rid_counter);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+static void reply_health(struct srv *s, struct evhttp_request *req, const char *rid, enum route_kind kind)
 {
-    struct srv *s = arg;
+    struct gw *gw = s->gw;
+    struct buf b;
+    const char *why = NULL;
+    struct met_gauges g;
+    int status = 200;
+    int64_t t0 = clock_mono_ms();
+    const char *route = kind == ROUTE_HEALTHZ ? "healthz" : kind == ROUTE_READYZ ? "readyz" : "metrics";
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+        srv_problem(s, req, rid, 405, "method-not-allowed", "Only GET is allowed on this resource", NULL, NULL);
+        met_request(gw->metrics, route, 405, NULL, 0);
+        return;
+    }
+    buf_init(&b, 4 * 1024 * 1024);
+    if (kind == ROUTE_HEALTHZ) {
+        buf_adds(&b, "{\"status\":\"alive\"}");
+    } else if (kind == ROUTE_READYZ) {
+        if (gw->draining)
+            why = "draining";
+        else if (!audit_healthy(gw->audit))
+            why = "audit log not writable";
+        else if (gw->cfg == NULL)
+            why = "no configuration";
+        status = why ? 503 : 200;
+        buf_printf(&b, "{\"ready\":%s", why ? "false" : "true");
+        if (why != NULL) {
+            buf_adds(&b, ",\"reason\":");
+            buf_json_str(&b, why, strlen(why));
+        }
+        buf_addc(&b, '}');
+    } else {
+        memset(&g, 0, sizeof(g));
+        g.in_flight = gw->jobs_in_flight;
+        g.connections = s->nconns;
+        g.upstream_in_flight = up_in_flight(gw->up);
+        g.upstream_queued = gw->upstream_queued;
+        g.audit_healthy = audit_healthy(gw->audit);
+        g.draining = gw->draining;
+        g.config_generation = gw->cfg->generation;
+        audit_metrics(gw->audit, &g);
+        met_render(gw->metrics, &g, &b);
+    }
+    if (kind == ROUTE_METRICS)
+        srv_reply(s, req, rid, 200, "text/plain; version=0.0.4; charset=utf-8", b.p ? b.p : "", b.len);
+    else
+        srv_reply(s, req, rid, status, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2);
+    buf_free(&b);
+    met_request(gw->metrics, route, status, NULL, (double)(clock_mono_ms() - t0) / 1000.0);
+}
+
+/* CORS: headers for an allowed Origin; preflight answered here. 1 = replied. */
+static int handle_cors(struct srv *s, struct evhttp_request *req, const char *rid, enum route_kind kind)
+{
+    const struct gw_config *cfg = s->gw->cfg;
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req), *out = evhttp_request_get_output_headers(req);
+    const char *origin = evhttp_find_header(in, "Origin");
+    int allowed = 0;
+    char age[32];
+
+    if (cfg->cors.origins == NULL || kind != ROUTE_JOB)
+        return 0;
+    for (size_t i = 0; origin != NULL && cfg->cors.origins[i] != NULL && !allowed; i++)
+        allowed = strcmp(cfg->cors.origins[i], origin) == 0;
+    evhttp_add_header(out, "Vary", "Origin");
+    if (allowed) {
+        evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
+        evhttp_add_header(out, "Access-Control-Expose-Headers", "X-Request-Id");
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_OPTIONS)
+        return 0;
+    if (!allowed) {
+        srv_problem(s, req, rid, 403, "cors-origin-not-allowed", "This origin may not call the gateway", NULL, NULL);
+        met_request(s->gw->metrics, "jobs", 403, NULL, 0);
+        return 1;
+    }
+    snprintf(age, sizeof(age), "%ld", cfg->cors.max_age_s);
+    evhttp_add_header(out, "Access-Control-Allow-Methods", "DELETE");
+    evhttp_add_header(out, "Access-Control-Allow-Headers", "Authorization, X-Request-Id, X-Change-Ticket");
+    evhttp_add_header(out, "Access-Control-Max-Age", age);
+    srv_reply(s, req, rid, 204, NULL, NULL, 0);
+    met_request(s->gw->metrics, "jobs", 204, NULL, 0);
+    return 1;
+}
+
+static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
+{
     const char *uri = evhttp_request_get_uri(req);
     const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
     char request_id[160], job_id[ROUTE_JOB_ID_MAX + 1];
     enum route_kind kind;
+    struct srv_conn *c = conn_of(s, req);
+    int health_here = admin || s->admin == NULL;
 
+    if (c != NULL) {
+        c->state = CONN_BUSY;
+        evtimer_del(c->timer);
+    }
     if (given != NULL && route_valid_request_id(given))
         snprintf(request_id, sizeof(request_id), "%s", given);
     else
         make_request_id(s, request_id, sizeof(request_id));
-    if (s->gw->draining) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        srv_problem(req, request_id, 503, "shutting-down", "The gateway is shutting down", NULL, NULL);
+    kind = route_parse(uri, job_id, sizeof(job_id));
+    if (admin && kind != ROUTE_HEALTHZ && kind != ROUTE_READYZ && kind != ROUTE_METRICS) {
+        srv_problem(s, req, request_id, 404, "not-found", "No such resource",
+                    "The admin listener serves /healthz, /readyz and /metrics", NULL);
         return;
     }
-    kind = route_parse(uri, job_id, sizeof(job_id));
+    if (s->gw->draining && (kind == ROUTE_JOB || kind == ROUTE_BAD_JOB_ID || kind == ROUTE_AUDIT || !admin)) {
+        if (kind != ROUTE_HEALTHZ && kind != ROUTE_READYZ && kind != ROUTE_METRICS) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+            srv_problem(s, req, request_id, 503, "shutting-down", "The gateway is shutting down",
+                        "Retry on another replica", NULL);
+            return;
+        }
+    }
+    if (handle_cors(s, req, request_id, kind))
+        return;
     switch (kind) {
     case ROUTE_JOB:
     case ROUTE_BAD_JOB_ID:
@@ -133,45 +543,101 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (uri != NULL && strncmp(uri, "/jobs", 5) == 0 && (uri[5] == '/' || uri[5] == '?' || uri[5] == '\0'))
             jobs_handle(s->gw, req, kind, job_id, request_id);
         else
-            srv_problem(req, request_id, 404, "not-found", "No such resource", NULL, NULL);
+            srv_problem(s, req, request_id, 404, "not-found", "No such resource", NULL, NULL);
         break;
     case ROUTE_BAD_TARGET:
-        srv_problem(req, request_id, 400, "bad-request-target", "The request target must be a path (origin-form)",
+        srv_problem(s, req, request_id, 400, "bad-request-target", "The request target must be a path (origin-form)",
                     NULL, NULL);
         break;
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ:
     case ROUTE_METRICS:
+        if (health_here)
+            reply_health(s, req, request_id, kind);
+        else
+            srv_problem(s, req, request_id, 404, "not-found", "No such resource", "See the admin listener", NULL);
+        break;
     case ROUTE_AUDIT:
-        srv_problem(req, request_id, 404, "not-found", "No such resource", NULL, NULL);
+        srv_problem(s, req, request_id, 404, "not-found", "No such resource", NULL, NULL);
         break;
     }
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    dispatch(arg, req, 0);
+}
+
+static void on_admin_request(struct evhttp_request *req, void *arg)
+{
+    dispatch(arg, req, 1);
+}
+
+static void setup_http(struct evhttp *h, const struct gw_config *cfg)
+{
+    struct timeval idle = {cfg->limits.idle_timeout_ms / 1000, (cfg->limits.idle_timeout_ms % 1000) * 1000};
+
+    evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                      EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                      EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->limits.max_header_bytes);
+    evhttp_set_max_body_size(h, (ev_ssize_t)cfg->limits.max_body_bytes);
+    evhttp_set_timeout_tv(h, &idle);
+    evhttp_set_default_content_type(h, "application/json");
+}
+
+void srv_reconfigure(struct srv *s, const struct gw_config *cfg)
+{
+    s->max_conns = cfg->limits.max_connections;
+    s->head_timeout_ms = cfg->limits.header_timeout_ms;
+    s->ssl_ctx = cfg->ssl_ctx;
+    setup_http(s->http, cfg);
+    if (s->admin != NULL)
+        setup_http(s->admin, cfg);
+    update_accepting(s);
 }
 
 struct srv *srv_new(struct gw *gw, const struct gw_config *cfg, struct buf *err)
 {
     struct srv *s = calloc(1, sizeof(*s)), *ret = NULL;
+    struct rlimit rl;
 
     if (s == NULL)
         return NULL;
     s->gw = gw;
+    s->proxy_protocol = cfg->proxy_protocol;
     if (RAND_bytes((unsigned char *)&s->rid_prefix, sizeof(s->rid_prefix)) != 1)
         s->rid_prefix = (uint64_t)clock_wall_ms();
+    /* One slot per possible descriptor: connections are found by socket. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    s->nfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4 * 1024 * 1024 ? (size_t)rl.rlim_cur : 65536;
+    s->byfd = calloc(s->nfd, sizeof(*s->byfd));
     s->http = evhttp_new(gw->base);
-    if (s->http == NULL)
+    s->adopt_ev = event_new(gw->base, -1, 0, on_adopt, s);
+    if (s->byfd == NULL || s->http == NULL || s->adopt_ev == NULL)
         goto out;
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-    evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->limits.max_header_bytes);
-    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->limits.max_body_bytes);
-    evhttp_set_timeout(s->http, SRV_IDLE_TIMEOUT_S);
-    evhttp_set_default_content_type(s->http, "application/json");
+    evhttp_set_bevcb(s->http, make_conn, s);
     evhttp_set_gencb(s->http, on_request, s);
+    srv_reconfigure(s, cfg);
     s->bound = evhttp_bind_socket_with_handle(s->http, cfg->listen_host, (ev_uint16_t)cfg->listen_port);
     if (s->bound == NULL) {
         buf_printf(err, "%s: listen: cannot bind %s:%d\n", cfg->path, cfg->listen_host, cfg->listen_port);
         goto out;
+    }
+    if (cfg->admin_host != NULL) {
+        s->admin = evhttp_new(gw->base);
+        if (s->admin == NULL)
+            goto out;
+        setup_http(s->admin, cfg);
+        evhttp_set_gencb(s->admin, on_admin_request, s);
+        s->admin_bound = evhttp_bind_socket_with_handle(s->admin, cfg->admin_host, (ev_uint16_t)cfg->admin_port);
+        if (s->admin_bound == NULL) {
+            buf_printf(err, "%s: admin_listen: cannot bind %s:%d\n", cfg->path, cfg->admin_host, cfg->admin_port);
+            goto out;
+        }
     }
     ret = s;
     s = NULL;
@@ -192,7 +658,19 @@ void srv_free(struct srv *s)
 {
     if (s == NULL)
         return;
+    s->bound = NULL;
+    /* Connections not adopted yet hold a reference of ours. */
+    if (s->adopt_ev != NULL)
+        on_adopt(-1, 0, s);
+    /* evhttp_free frees its connections: each calls on_conn_close. */
     if (s->http != NULL)
         evhttp_free(s->http);
+    if (s->admin != NULL)
+        evhttp_free(s->admin);
+    while (s->conns != NULL)
+        conn_gone(s->conns);
+    if (s->adopt_ev != NULL)
+        event_free(s->adopt_ev);
+    free(s->byfd);
     free(s);
 }

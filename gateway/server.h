@@ -1,32 +1,55 @@
 /*
- * server: the HTTP listener (libevent evhttp). It gives every request an ID,
- * routes it, and hands /jobs/... to jobs.c; it also owns the reply helpers,
- * so every answer carries X-Request-Id and every error is a problem body.
+ * server: the HTTP listeners (libevent evhttp). The main listener (plain or
+ * TLS, optionally behind the PROXY protocol) serves /jobs and /audit; the
+ * admin listener, when configured, serves /healthz, /readyz and /metrics
+ * (otherwise the main listener does). The server owns the connections: it
+ * counts them against limits.max_connections, enforces the request-head
+ * deadline, and knows each connection's peer, PROXY-protocol client and
+ * verified client certificate. It also owns the reply helpers, so every
+ * answer carries X-Request-Id (and CORS headers for allowed origins) and
+ * every error is a problem body.
  */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
 #include "buf.h"
 #include "gw.h"
+#include "tls.h"
 
 #include <event2/http.h>
 
 struct gw_config;
 
-/* Bind the listener of cfg; NULL with a message in err on failure. */
+/* Bind the listeners of cfg; NULL with a message in err on failure. */
 struct srv *srv_new(struct gw *gw, const struct gw_config *cfg, struct buf *err);
 void srv_free(struct srv *s);
-/* Close the listening socket; open connections are served (503 while draining). */
+/* Close the listening sockets; open connections are served (503 while draining). */
 void srv_stop_accepting(struct srv *s);
+/* Apply limits of a reloaded configuration (listen addresses stay). */
+void srv_reconfigure(struct srv *s, const struct gw_config *cfg);
+long srv_connections(const struct srv *s);
+
+/*
+ * Who sent req: the peer's address, and the client's address (PROXY
+ * protocol or X-Forwarded-For from a trusted peer, else the peer).
+ */
+void srv_addresses(struct srv *s, struct evhttp_request *req, const struct gw_config *cfg, char *peer,
+                   size_t peerlen, char *client, size_t clientlen);
+/* The verified client certificate's identities ("CN=..", "DNS:..", "URI:.."). */
+size_t srv_client_cert(struct srv *s, struct evhttp_request *req, char ids[][TLS_ID_MAX], size_t max);
 
 /* Reply with a JSON body (borrowed). */
-void srv_reply_json(struct evhttp_request *req, const char *request_id, int status, const char *json);
+void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status,
+                    const char *json);
+/* Reply with a body of any type (borrowed, len bytes; ctype NULL for none). */
+void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *ctype,
+               const char *body, size_t len);
 /*
  * Reply with an RFC 9457 problem body: type is a slug (becomes
  * "urn:smc-gateway:problem:<slug>"), detail may be NULL, extra is more JSON
  * members starting with ',' (or NULL). Adds request_id.
  */
-void srv_problem(struct evhttp_request *req, const char *request_id, int status, const char *type,
+void srv_problem(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *type,
                  const char *title, const char *detail, const char *extra);
 
 #endif

@@ -15,9 +15,13 @@ chmod 0700 "$demo"
 cat > "$demo/jobs.json" <<JOBS
 {"j-demo1": "Ready", "j-demo2": "Ready", "j-demo3": "Stopped", "j-demorunning": "Running"}
 JOBS
+# The daemon refuses to run as root unless the config says so explicitly.
+allow_root=false
+[ "$(id -u)" -eq 0 ] && allow_root=true
 cat > "$demo/gateway.json" <<CONF
 {
   "listen": "127.0.0.1:$gw_port",
+  "allow_root": $allow_root,
   "instance": "gw-demo",
   "auth": {
     "algorithms": ["RS256"],

@@ -245,6 +245,8 @@ class Gateway:
         cfg = {
             "listen": "127.0.0.1:%d" % self.port,
             "instance": "gw-test",
+            # The tests run as root (CI); the daemon refuses root unless told.
+            "allow_root": True,
             "auth": {"algorithms": list(algorithms), "key_file": key_file, "issuer": ISSUER,
                      "audience": AUDIENCE, "team_claim": "team", "leeway_seconds": 5},
             "policy_file": "policy.json",

@@ -1,0 +1,223 @@
+/*
+ * fuzz_jwt: JWT verification up to and including the claim checks, then the
+ * team claims of a verified token.
+ *
+ * Two modes, chosen by the input:
+ *   - without a NUL byte, the input is a compact token as a caller sends it,
+ *     verified against three key sets: an HS* secret, an RSA public key
+ *     (loaded from a PEM through auth_keyset_load_file) and an EC P-256 key.
+ *     The secret is fixed, so committed HS256 seeds verify and reach the
+ *     claim checks;
+ *   - with one, the input is HEADER-JSON NUL CLAIMS-JSON: both are base64url
+ *     encoded here and signed with the key the header's "alg" names, so that
+ *     mutations of the JSON reach the claim checks instead of dying at the
+ *     signature.
+ * "now" is fixed (2025-11-28T12:00:00Z) so that runs are reproducible.
+ */
+#include "auth.h"
+
+#include "fuzz_util.h"
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+
+#define FUZZ_NOW 1764331200.0
+/* The HS* secret; tests/fuzz/make-seeds.py signs the seed tokens with it. */
+static const char hs_secret[] = "fuzz-secret-0123456789abcdef0123456789";
+
+static struct auth_keyset *ks_hs, *ks_rs, *ks_es;
+static EVP_PKEY *rsa_priv, *ec_priv;
+
+static struct auth_keyset *hmac_keyset(void)
+{
+    struct auth_keyset *ks = calloc(1, sizeof(*ks));
+
+    FUZZ_CHECK(ks != NULL && (ks->keys = calloc(1, sizeof(*ks->keys))) != NULL);
+    ks->n = 1;
+    ks->keys[0].algs = AUTH_ALGS_HMAC;
+    ks->keys[0].secret_len = strlen(hs_secret);
+    ks->keys[0].secret = malloc(ks->keys[0].secret_len);
+    FUZZ_CHECK(ks->keys[0].secret != NULL);
+    memcpy(ks->keys[0].secret, hs_secret, ks->keys[0].secret_len);
+    return ks;
+}
+
+/* The public half of priv, written as PEM to a memfd and loaded the way the gateway loads key_file. */
+static struct auth_keyset *pem_keyset(EVP_PKEY *priv, int algs)
+{
+    struct fuzz_file f;
+    struct auth_keyset *ks = NULL;
+    struct buf err;
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *pem;
+    long n;
+
+    FUZZ_CHECK(bio != NULL && PEM_write_bio_PUBKEY(bio, priv) == 1);
+    n = BIO_get_mem_data(bio, &pem);
+    fuzz_file_open(&f, "fuzz-jwt-key", 0);
+    fuzz_file_set(&f, pem, (size_t)n);
+    buf_init(&err, 4096);
+    if (auth_keyset_load_file(f.path, algs, &ks, &err) != 0) {
+        fprintf(stderr, "fuzz_jwt: %s", err.p ? err.p : "key not loaded\n");
+        abort();
+    }
+    buf_free(&err);
+    BIO_free(bio);
+    close(f.fd);
+    return ks;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    rsa_priv = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    ec_priv = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    FUZZ_CHECK(rsa_priv != NULL && ec_priv != NULL);
+    ks_hs = hmac_keyset();
+    ks_rs = pem_keyset(rsa_priv, AUTH_RS256 | AUTH_RS384 | AUTH_RS512);
+    ks_es = pem_keyset(ec_priv, AUTH_ES256);
+    return 0;
+}
+
+static void b64url(struct buf *b, const unsigned char *p, size_t n)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        buf_addc(b, a[v >> 18 & 63]);
+        buf_addc(b, a[v >> 12 & 63]);
+        if (i + 1 < n)
+            buf_addc(b, a[v >> 6 & 63]);
+        if (i + 2 < n)
+            buf_addc(b, a[v & 63]);
+    }
+}
+
+/* Sign b (header.claims) with what alg names; unknown names get HS256. */
+static void sign(struct buf *b, const char *alg)
+{
+    unsigned char sig[1024];
+    size_t siglen = sizeof(sig);
+    const EVP_MD *md = strstr(alg, "384") ? EVP_sha384() : strstr(alg, "512") ? EVP_sha512() : EVP_sha256();
+    EVP_PKEY *pkey = strncmp(alg, "RS", 2) == 0 ? rsa_priv : strcmp(alg, "ES256") == 0 ? ec_priv : NULL;
+
+    if (pkey == NULL) {
+        unsigned int maclen = 0;
+        FUZZ_CHECK(HMAC(md, hs_secret, (int)strlen(hs_secret), (unsigned char *)b->p, b->len, sig, &maclen) != NULL);
+        siglen = maclen;
+    } else {
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        FUZZ_CHECK(ctx != NULL && EVP_DigestSignInit(ctx, NULL, md, NULL, pkey) == 1 &&
+                   EVP_DigestSign(ctx, sig, &siglen, (unsigned char *)b->p, b->len) == 1);
+        EVP_MD_CTX_free(ctx);
+        if (pkey == ec_priv) {
+            /* DER → the raw r||s that JWS uses. */
+            const unsigned char *p = sig;
+            ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)siglen);
+            FUZZ_CHECK(es != NULL);
+            BN_bn2binpad(ECDSA_SIG_get0_r(es), sig, 32);
+            BN_bn2binpad(ECDSA_SIG_get0_s(es), sig + 32, 32);
+            siglen = 64;
+            ECDSA_SIG_free(es);
+        }
+    }
+    buf_addc(b, '.');
+    b64url(b, sig, siglen);
+}
+
+/* The "alg" of a header, or "" (only to pick the signing key). */
+static void header_alg(const char *hdr, size_t len, char *out, size_t outlen)
+{
+    json_t *h = json_loadb(hdr, len, 0, NULL);
+    json_t *a = json_object_get(h, "alg");
+
+    snprintf(out, outlen, "%s", json_is_string(a) ? json_string_value(a) : "");
+    json_decref(h);
+}
+
+static void check_teams(const json_t *claims)
+{
+    static const struct {
+        const char *claim, *prefix;
+    } ways[] = {{"team", NULL}, {"groups", "smc-"}, {"realm_access.roles", NULL}, {"a.b.c", "x"}};
+    const char *teams[AUTH_MAX_TEAMS];
+
+    for (size_t w = 0; w < sizeof(ways) / sizeof(ways[0]); w++) {
+        size_t n = auth_teams(claims, ways[w].claim, ways[w].prefix, teams, AUTH_MAX_TEAMS);
+        FUZZ_CHECK(n <= AUTH_MAX_TEAMS);
+        for (size_t i = 0; i < n; i++)
+            FUZZ_CHECK(teams[i] != NULL && teams[i][0] != '\0');
+        FUZZ_CHECK(auth_teams(claims, ways[w].claim, ways[w].prefix, teams, 1) == (n > 0 ? 1u : 0u));
+    }
+}
+
+static void verify(const struct auth_params *p, const struct auth_keyset *ks, const char *tok, size_t len)
+{
+    struct auth_identity id;
+    enum auth_err e = auth_verify(p, ks, tok, len, FUZZ_NOW, &id);
+
+    FUZZ_CHECK(e >= AUTH_OK && e <= AUTH_E_INTERNAL);
+    FUZZ_CHECK(auth_err_code(e) != NULL && auth_err_text(e) != NULL);
+    FUZZ_SAY("jwt: %s key: %s\n", ks == ks_hs ? "HS" : ks == ks_rs ? "RS" : "ES", auth_err_code(e));
+    if (e == AUTH_OK) {
+        FUZZ_CHECK(id.claims != NULL && json_is_object(id.claims));
+        FUZZ_CHECK(id.sub != NULL && id.sub[0] != '\0');
+        FUZZ_CHECK((id.alg & p->algs) != 0 && (id.alg & ks->keys[0].algs) != 0);
+        FUZZ_CHECK(FUZZ_NOW < id.exp + (double)p->leeway_s);
+        FUZZ_CHECK(memchr(id.kid, '\0', sizeof(id.kid)) != NULL);
+        if (p->issuer != NULL)
+            FUZZ_CHECK(id.iss != NULL && strcmp(id.iss, p->issuer) == 0);
+        check_teams(id.claims);
+    } else {
+        /* Claims of a refused token are never exposed. */
+        FUZZ_CHECK(id.claims == NULL && id.sub == NULL && id.iss == NULL && id.jti == NULL);
+    }
+    auth_identity_clear(&id);
+    FUZZ_CHECK(id.claims == NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct auth_params strict = {AUTH_ALGS_HMAC | AUTH_ALGS_RSA | AUTH_ES256, "https://idp.example.com", "smc-gateway",
+                                 60, 0};
+    struct auth_params aged = {AUTH_HS256 | AUTH_RS256 | AUTH_ES256, NULL, NULL, 0, 300};
+    const uint8_t *nul = memchr(data, '\0', size);
+
+    if (nul == NULL) {
+        char *tok = fuzz_dup(data, size, 0);
+        verify(&strict, ks_hs, tok, size);
+        verify(&strict, ks_rs, tok, size);
+        verify(&strict, ks_es, tok, size);
+        free(tok);
+    } else {
+        size_t hlen = (size_t)(nul - data), clen = size - hlen - 1;
+        char alg[16];
+        struct buf b;
+        char *tok;
+        size_t len;
+
+        if (hlen > 4096 || clen > 16384)
+            return 0;
+        buf_init(&b, 65536);
+        b64url(&b, data, hlen);
+        buf_addc(&b, '.');
+        b64url(&b, nul + 1, clen);
+        header_alg((const char *)data, hlen, alg, sizeof(alg));
+        sign(&b, alg);
+        len = b.len;
+        tok = fuzz_dup(b.p, len, 0);
+        buf_free(&b);
+        verify(&strict, ks_hs, tok, len);
+        verify(&aged, ks_hs, tok, len);
+        if (strncmp(alg, "RS", 2) == 0)
+            verify(&strict, ks_rs, tok, len);
+        if (strncmp(alg, "ES", 2) == 0)
+            verify(&strict, ks_es, tok, len);
+        free(tok);
+    }
+    return 0;
+}

@@ -1,0 +1,351 @@
+#!/usr/bin/python3
+"""Write the seed corpora of tests/fuzz/corpus/<target>/ (committed; run again
+only to change them). Seeds are small, valid or nearly valid inputs, so the
+fuzzers start deep in each parser:
+
+  jwt        tokens signed with the harness's fixed HS* secret (they verify and
+             reach the claim checks), RS256/ES256 tokens, broken shapes, and
+             HEADER NUL CLAIMS inputs for the harness's signing mode
+  auditline  smc-gateway-audit-v1 logs with checkpoints signed by the
+             harness's fixed Ed25519 key (so they verify), across rotated
+             files ("\\x1e\\n" separates files), and tampered variants
+  config, policy, creds, upstream, route, jsonescape: see below
+
+Run with Debian's python3 (python3-cryptography):
+    /usr/bin/python3 tests/fuzz/make-seeds.py
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import struct
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# Shared with the harnesses: keep in step with fuzz_jwt.c and fuzz_auditline.c.
+HS_SECRET = b"fuzz-secret-0123456789abcdef0123456789"
+ED25519_SEED = b"smc-gateway fuzz audit key seed!"
+NOW = 1764331200  # FUZZ_NOW of fuzz_jwt.c: 2025-11-28T12:00:00Z
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def cjson(o):
+    return json.dumps(o, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------- route
+def route():
+    seeds = {
+        "job": "/jobs/j-bp17m1vi6x21qhqk",
+        "job-query": "/jobs/j-bp17m1vi6x21qhqk?force=1&x=/y",
+        "job-max": "/jobs/j-" + "a" * 64,
+        "job-too-long": "/jobs/j-" + "a" * 65,
+        "job-slash": "/jobs/j-bp17m1vi6x21qhqk/",
+        "job-sub": "/jobs/j-bp17m1vi6x21qhqk/events",
+        "job-bad": "/jobs/j-bp1_7m1%2F",
+        "job-empty": "/jobs/",
+        "jobs": "/jobs",
+        "healthz": "/healthz",
+        "readyz": "/readyz?verbose",
+        "metrics": "/metrics",
+        "audit": "/audit?since=2026-01-01T00:00:00Z&job_id=j-abc",
+        "absolute": "http://gw.example.com/jobs/j-abc",
+        "asterisk": "*",
+        "request-id": "req-2026.11.28_a1b2c3",
+        "ticket": "CHG:2041/prod-db.01",
+        "encoded": "/jobs/j-abc%00def",
+        "utf8": "/jobs/j-\u00e9t\u00e9",
+    }
+    for k, v in seeds.items():
+        write("route", k, v)
+
+
+# ---------------------------------------------------------------- jwt
+def jwt_seeds():
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+
+    def token(header, claims, alg=None, key=None):
+        h = header if isinstance(header, str) else cjson(header)
+        c = claims if isinstance(claims, str) else cjson(claims)
+        signing = (b64url(h.encode()) + "." + b64url(c.encode())).encode()
+        alg = alg or (header.get("alg") if isinstance(header, dict) else "HS256")
+        if alg.startswith("HS"):
+            md = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+            sig = hmac.new(key or HS_SECRET, signing, md).digest()
+        elif alg.startswith("RS"):
+            sig = rsa_key.sign(signing, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            r, s = decode_dss_signature(ec_key.sign(signing, ec.ECDSA(hashes.SHA256())))
+            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return signing.decode() + "." + b64url(sig)
+
+    base = {"sub": "alice@example.com", "iss": "https://idp.example.com", "aud": "smc-gateway",
+            "exp": NOW + 600, "iat": NOW - 10, "team": "migration"}
+    seeds = {
+        "hs256-ok": token({"alg": "HS256", "typ": "JWT"}, base),
+        "hs256-jti-kid": token({"alg": "HS256", "typ": "at+jwt", "kid": "k1"}, dict(base, jti="t-1")),
+        "hs384-ok": token({"alg": "HS384"}, base),
+        "hs512-ok": token({"alg": "HS512"}, base),
+        "hs256-groups": token({"alg": "HS256"}, dict(base, groups=["staff", "smc-migration", "smc-ops"])),
+        "hs256-realm": token({"alg": "HS256"}, dict(base, realm_access={"roles": ["migration", "ops"]},
+                                                    aud=["other", "smc-gateway"], nbf=NOW - 5)),
+        "hs256-nested": token({"alg": "HS256"}, dict(base, a={"b": {"c": "xteam"}}, team=["migration", 7, ""])),
+        "hs256-expired": token({"alg": "HS256"}, dict(base, exp=NOW - 61)),
+        "hs256-nbf": token({"alg": "HS256"}, dict(base, nbf=NOW + 3600)),
+        "hs256-iat-future": token({"alg": "HS256"}, dict(base, iat=NOW + 3600)),
+        "hs256-bad-iss": token({"alg": "HS256"}, dict(base, iss="https://evil.example.com")),
+        "hs256-bad-aud": token({"alg": "HS256"}, dict(base, aud=["other"])),
+        "hs256-no-sub": token({"alg": "HS256"}, {k: v for k, v in base.items() if k != "sub"}),
+        "hs256-dup": token('{"alg":"HS256","alg":"HS256"}', base, alg="HS256"),
+        "hs256-crit": token({"alg": "HS256", "crit": ["exp"]}, base),
+        "hs256-typ": token({"alg": "HS256", "typ": "JOSE+JSON"}, base),
+        "hs256-wrong-key": token({"alg": "HS256"}, base, key=b"another-secret-another-secret-xx"),
+        "rs256": token({"alg": "RS256", "typ": "JWT", "kid": "rsa-1"}, base),
+        "es256": token({"alg": "ES256"}, base),
+        "none": b64url(b'{"alg":"none"}') + "." + b64url(cjson(base).encode()) + ".",
+        "malformed": "eyJhbGciOiJIUzI1NiJ9.e30",
+        "four-parts": "a.b.c.d",
+    }
+    for k, v in seeds.items():
+        write("jwt", k, v)
+    # Signing mode: HEADER NUL CLAIMS, signed by the harness.
+    signed = {
+        "signed-hs256": ({"alg": "HS256", "typ": "JWT"}, dict(base, jti="t-2")),
+        "signed-hs512-kid": ({"alg": "HS512", "kid": "k1"}, base),
+        "signed-rs256": ({"alg": "RS256"}, dict(base, groups=["smc-ops"])),
+        "signed-es256": ({"alg": "ES256", "typ": "at+jwt"}, base),
+        "signed-aud-array": ({"alg": "HS256"}, dict(base, aud=["x", "smc-gateway"], realm_access={"roles": "ops"})),
+        "signed-types": ({"alg": "HS256"}, dict(base, nbf="0", aud=["x", 1])),
+        "signed-float": ({"alg": "HS256"}, dict(base, exp=1.7e9, iat=1e308)),
+    }
+    for k, (h, c) in signed.items():
+        write("jwt", k, cjson(h).encode() + b"\0" + cjson(c).encode())
+
+
+# ---------------------------------------------------------------- config
+def config():
+    readme_example = {
+        "listen": "127.0.0.1:8080",
+        "instance": "gw-1",
+        "auth": {"algorithms": ["RS256"], "key_file": "keys/jwt-rs256.pub.pem", "issuer": "https://idp.example.com",
+                 "audience": "smc-gateway", "team_claim": "team", "leeway_seconds": 60, "max_token_age_seconds": 0},
+        "policy_file": "policy/teams.json",
+        "credentials_file": "/etc/smc-gateway/credentials.json",
+        "upstream": {"endpoint": "https://smc.aliyuncs.com/", "method": "POST", "connect_timeout_ms": 3000,
+                     "timeout_ms": 10000, "deadline_ms": 25000, "max_retries": 2},
+        "audit": {"file": "/var/lib/smc-gateway/audit.jsonl"},
+        "limits": {"max_header_bytes": 32768},
+    }
+    write("config", "readme-example", json.dumps(readme_example, indent=2) + "\n")
+    # Fixture descriptors of fuzz_config.c: 200 policy, 201 credentials,
+    # 202 RSA public key, 203 HMAC secret, 204 EC P-256 public key,
+    # 205 Ed25519 private key (audit checkpoints).
+    rs = dict(readme_example, auth=dict(readme_example["auth"], key_file="202"), policy_file="200",
+              credentials_file="201")
+    write("config", "fixtures-rs256", json.dumps(rs, indent=2) + "\n")
+    hs = dict(rs, auth={"algorithms": ["HS256", "HS512"], "key_file": "/proc/self/fd/203", "issuer": "https://idp",
+                        "audience": "smc-gateway", "team_claim": "realm_access.roles", "team_prefix": "smc-"},
+              log_level="debug", listen="[::1]:8443")
+    write("config", "fixtures-hs256", json.dumps(hs) + "\n")
+    es = dict(rs, auth=dict(rs["auth"], algorithms=["ES256"], key_file="204"),
+              upstream={"endpoint": "http://127.0.0.1:9000/", "method": "GET", "proxy": "http://proxy:3128",
+                        "ca_file": "ca.pem", "max_retries": 0},
+              audit={"file": "audit.jsonl", "signing_key_file": "205", "checkpoint_every": 10,
+                     "checkpoint_seconds": 30, "rotate_bytes": 1048576})
+    write("config", "fixtures-es256-audit-key", json.dumps(es, indent=1) + "\n")
+    mixed = dict(rs, auth=dict(rs["auth"], algorithms=["HS256", "RS256"]))
+    write("config", "mixed-algs", json.dumps(mixed) + "\n")
+    bad = dict(rs, listen="localhost", instance="gw 1!", unknown=1,
+               upstream={"endpoint": "http://smc.aliyuncs.com/", "timeout_ms": 99999, "deadline_ms": 100},
+               limits={"max_header_bytes": 10, "max_body_bytes": "x1"})
+    write("config", "errors", json.dumps(bad) + "\n")
+    write("config", "not-object", "[1, 2, 3]\n")
+    write("config", "truncated", json.dumps(rs)[:120])
+
+
+# ---------------------------------------------------------------- policy
+def policy():
+    with open(os.path.join(ROOT, "policy", "teams.example.json"), "rb") as f:
+        write("policy", "teams-example", f.read())
+    full = {
+        "description": "every rule",
+        "teams": {
+            "migration": {"credential": "prod", "allow": ["DeleteReplicationJob"], "jobs": ["j-bp1*", "j-demo?"],
+                          "subjects": ["alice@example.com", "svc-*"]},
+            "ops": {"credential": "prod", "allow": ["DeleteReplicationJob"], "require_ticket": True,
+                    "client_certs": ["CN=gw-client", "DNS:client.example.com"],
+                    "rate_limit": {"requests": 10, "per_seconds": 60}},
+            "auditors": {"credential": "none", "allow": [], "description": "reads /audit only"},
+        },
+        "auditors": ["auditors", "ops"],
+    }
+    write("policy", "full", json.dumps(full, indent=2) + "\n")
+    bad = {"teams": {"x": {"credential": "", "allow": ["DeleteEverything"], "jobs": [1],
+                           "client_certs": ["O=acme"], "rate_limit": {"requests": 0}, "extra": True},
+                     "y": []}, "auditors": ["z"]}
+    write("policy", "errors", json.dumps(bad) + "\n")
+    write("policy", "globs", json.dumps({"teams": {"g": {"credential": "c", "allow": ["DeleteReplicationJob"],
+                                                         "jobs": ["*", "j-**?*", "?"], "subjects": ["*@*.com"]}}}))
+
+
+# ---------------------------------------------------------------- creds
+def creds():
+    write("creds", "readme", json.dumps({"prod": {"access_key_id": "LTAI5tExampleKeyId01",
+                                                  "access_key_secret": "example-secret-value",
+                                                  "security_token": "sts-token"}}) + "\n")
+    write("creds", "two", json.dumps({"prod": {"access_key_id": "LTAI5tProd000000000001",
+                                               "access_key_secret": "prod-secret-0123456789"},
+                                      "default": {"access_key_id": "short", "access_key_secret": "s"}}, indent=2))
+    write("creds", "errors", json.dumps({"bad": {"access_key_id": "LTAI 5t/../x", "access_key_secret": 5,
+                                                 "token": "x"}, "str": "nope"}))
+    write("creds", "empty", "{}\n")
+
+
+# ---------------------------------------------------------------- upstream
+def upstream():
+    def seed(name, status, body):
+        write("upstream", name, struct.pack(">H", status) + (body.encode() if isinstance(body, str) else body))
+
+    rid = "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"
+
+    def err(code, msg="The specified parameter is invalid."):
+        return cjson({"RequestId": rid, "HostId": "smc.aliyuncs.com", "Code": code, "Message": msg,
+                      "Recommend": "https://api.aliyun.com/troubleshoot?q=" + code})
+
+    seed("200-deleted", 200, cjson({"RequestId": rid}))
+    seed("200-empty", 200, "")
+    seed("200-code", 200, cjson({"RequestId": rid, "Code": "OK"}))
+    seed("200-bad-rid", 200, cjson({"RequestId": "473469C7\r\nX-Injected: 1"}))
+    seed("404-not-found", 404, err("InvalidJobId.NotFound", "The specified job does not exist."))
+    seed("404-accesskey", 404, err("InvalidAccessKeyId.NotFound", "Specified access key is not found."))
+    seed("409-invalid-status", 400, err("ReplicationJob.InvalidStatus", "The job is running.\u202e\x1b[31m"))
+    seed("429-throttling", 400, err("Throttling.User", "Request was denied due to user flow control."))
+    seed("403-signature", 400, err("SignatureDoesNotMatch"))
+    seed("403-ram", 403, err("Forbidden.RAM"))
+    seed("503-unavailable", 503, err("ServiceUnavailable"))
+    seed("500-html", 500, "<html><body>502 Bad Gateway</body></html>")
+    seed("200-dup", 200, '{"RequestId":"a","RequestId":"b"}')
+
+
+# ---------------------------------------------------------------- auditline
+def auditline():
+    priv = ed25519.Ed25519PrivateKey.from_private_bytes(ED25519_SEED)
+    spki = priv.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    key_id = hashlib.sha256(spki).hexdigest()[:16]
+
+    class Log:
+        def __init__(self, instance="gw-1"):
+            self.seq, self.prev, self.instance, self.since = 0, "0" * 64, instance, 0
+            self.lines = []
+
+        def add(self, members):
+            self.seq += 1
+            ts = "2026-11-28T12:%02d:%02d.%03dZ" % (self.seq // 60 % 60, self.seq % 60, self.seq % 1000)
+            head = '{"seq":%d,"prev":"%s","ts":"%s","instance":%s' % (self.seq, self.prev, ts,
+                                                                        json.dumps(self.instance))
+            line = (head + members + "}\n").encode()
+            self.prev = hashlib.sha256(line).hexdigest()
+            self.lines.append(line)
+
+        def entry(self, event, extra=""):
+            self.add(',"event":"%s"%s' % (event, extra))
+            self.since += 1
+
+        def checkpoint(self):
+            msg = "smc-gateway-audit-v1|%s|%d|%s" % (self.instance, self.seq + 1, self.prev)
+            sig = base64.b64encode(priv.sign(msg.encode())).decode()
+            self.add(',"event":"checkpoint","count":%d,"key_id":"%s","sig":"%s"' % (self.since, key_id, sig))
+            self.since = 0
+
+        def request(self, job="j-bp17m1vi6x21qhqk"):
+            self.entry("decision", ',"request_id":"r-%d","client_ip":"10.0.0.7","method":"DELETE",'
+                       '"path":"/jobs/%s","job_id":"%s","sub":"alice@example.com","team":"migration",'
+                       '"decision":"allow","credential":"prod","access_key_id":"LTAI****ab12"' % (self.seq, job, job))
+            self.entry("outcome", ',"request_id":"r-%d","client_ip":"10.0.0.7","method":"DELETE",'
+                       '"path":"/jobs/%s","job_id":"%s","decision":"allow","status":200,"result":"deleted",'
+                       '"upstream_status":200,"upstream_request_id":"473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E",'
+                       '"attempts":1,"duration_ms":41' % (self.seq, job, job))
+
+    log = Log()
+    log.request()
+    log.entry("decision", ',"request_id":"r-x","client_ip":"10.0.0.9","method":"DELETE","path":"/jobs/x%1b",'
+              '"job_id":null,"decision":"deny","reason":"bad_job_id","status":400,"result":"refused"')
+    log.checkpoint()
+    log.request("j-demo1")
+    log.entry("refusals_suppressed", ',"client_ip":"10.0.0.9","count":42,"window_start":"2026-11-28T12:00:00.000Z"')
+    log.checkpoint()
+    good = b"".join(log.lines)
+    write("auditline", "chain-signed", good)
+    # The same chain as two rotated files.
+    write("auditline", "two-files", b"".join(log.lines[:4]) + b"\x1e\n" + b"".join(log.lines[4:]))
+    # A file that starts mid-chain (older files rotated away).
+    write("auditline", "mid-chain", b"".join(log.lines[2:]))
+    # Tampering: a changed line, a deleted line, reordered lines, a torn tail.
+    changed = list(log.lines)
+    changed[1] = changed[1].replace(b"10.0.0.7", b"10.0.0.8")
+    write("auditline", "changed", b"".join(changed))
+    write("auditline", "deleted", b"".join(log.lines[:2] + log.lines[3:]))
+    write("auditline", "reordered", b"".join([log.lines[0], log.lines[2], log.lines[1]] + log.lines[3:]))
+    write("auditline", "torn", good[:-20])
+    forged = list(log.lines)
+    # A well-formed signature that does not verify: one character changed.
+    at = forged[3].index(b'"sig":"') + 17
+    forged[3] = forged[3][:at] + (b"B" if forged[3][at:at + 1] != b"B" else b"C") + forged[3][at + 1:]
+    write("auditline", "bad-sig", b"".join(forged))
+    other = Log("gw-2")
+    other.request()
+    write("auditline", "mixed-instances", log.lines[0] + other.lines[1])
+    write("auditline", "not-json", b'{"seq":1,"prev":"' + b"0" * 64 + b'",\x1b[2J\n')
+
+
+# ---------------------------------------------------------------- jsonescape
+def jsonescape():
+    seeds = {
+        "ascii": b"/jobs/j-bp17m1vi6x21qhqk?x=\"quoted\"\\back",
+        "controls": bytes(range(0, 0x20)) + b"\x7f",
+        "utf8": "caf\u00e9 \u65e5\u672c \U0001f600".encode(),
+        "bidi": "\u202eevil\u2066\u2028\ufeff\u0085".encode(),
+        "invalid": b"\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82 \xff\xfe \x80",
+        "empty": b"",
+    }
+    for k, v in seeds.items():
+        write("jsonescape", k, v)
+
+
+def main():
+    for t in ("route", "jwt", "config", "policy", "creds", "upstream", "auditline", "jsonescape"):
+        shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
+    route()
+    jwt_seeds()
+    config()
+    policy()
+    creds()
+    upstream()
+    auditline()
+    jsonescape()
+
+
+if __name__ == "__main__":
+    main()
