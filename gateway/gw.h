@@ -15,6 +15,7 @@ struct up;
 struct srv;
 struct rl_refusals;
 struct metrics;
+struct ar;
 struct job;
 struct team_bucket;
 struct rl_bucket;
@@ -28,6 +29,7 @@ struct gw {
     struct rl_refusals *refusals; /* anonymous refusals per client (owned) */
     struct event *sweep;          /* periodic refusal-summary timer */
     struct metrics *metrics;      /* owned */
+    struct ar *reader;            /* GET /audit reads, off the loop (owned) */
     int draining;                 /* shutting down: no new work */
     long jobs_in_flight;          /* /jobs requests not yet finished */
     long upstream_active;         /* requests holding an upstream slot */

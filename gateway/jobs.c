@@ -11,6 +11,7 @@
 #include "jobs.h"
 
 #include "audit.h"
+#include "auditread.h"
 #include "auth.h"
 #include "clock.h"
 #include "config.h"
@@ -61,6 +62,12 @@ struct job {
     const struct pol_team *pteam;  /* the policy's entry, when the team is known */
     const struct cred *cred;
     int64_t t0_ms;
+    const char *allow;     /* the Allow header of a 405 */
+    /* GET /audit */
+    char query[1024];      /* the filters as sent (for the audit_read entry) */
+    char *page;            /* entries found (owned) */
+    size_t page_count;
+    uint64_t page_next;
 };
 
 static const char *method_name(enum evhttp_cmd_type m)
@@ -109,6 +116,7 @@ static struct job *job_new(struct gw *gw, struct evhttp_request *req, const char
     j->cfg = cfg_ref(gw->cfg);
     j->http = req;
     j->t0_ms = clock_mono_ms();
+    j->allow = "DELETE";
     snprintf(j->request_id, sizeof(j->request_id), "%s", request_id);
     snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
     snprintf(j->method, sizeof(j->method), "%s", method_name(evhttp_request_get_command(req)));
@@ -133,6 +141,7 @@ static void job_free(struct job *j)
     j->gw->jobs_in_flight--;
     auth_identity_clear(&j->id);
     cfg_unref(j->cfg);
+    free(j->page);
     free(j);
 }
 
@@ -258,7 +267,7 @@ static void refuse(struct job *j, int status, const char *reason, const char *ty
     if (www_auth != NULL)
         evhttp_add_header(oh, "WWW-Authenticate", www_auth);
     if (status == 405)
-        evhttp_add_header(oh, "Allow", "DELETE");
+        evhttp_add_header(oh, "Allow", j->allow);
     job_problem(j, status, type, title, detail, NULL);
     job_free(j);
 }
@@ -663,4 +672,96 @@ void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind
     if (check_hygiene(j) != 0 || authenticate(j) != 0)
         return;
     decide(j);
+}
+
+static void on_audit_read_durable(void *arg, int ok)
+{
+    struct job *j = arg;
+    struct buf b;
+
+    if (!ok) {
+        job_problem(j, 503, "audit-unavailable", "The audit log cannot record this read",
+                    "Reads of the trail are themselves audited; the log is not writable now.", NULL);
+        job_free(j);
+        return;
+    }
+    buf_init(&b, 16 * 1024 * 1024);
+    buf_adds(&b, "{\"entries\":[");
+    buf_adds(&b, j->page ? j->page : "");
+    if (j->page_next != 0)
+        buf_printf(&b, "],\"next_cursor\":\"%llu\"}", (unsigned long long)j->page_next);
+    else
+        buf_adds(&b, "],\"next_cursor\":null}");
+    j->status = 200;
+    srv_reply_json(j->gw->srv, j->http, j->request_id, 200, b.p ? b.p : "{\"entries\":[]}");
+    buf_free(&b);
+    job_free(j);
+}
+
+static void on_audit_page(void *arg, int ok, char *page, size_t count, uint64_t next)
+{
+    struct job *j = arg;
+    struct buf b;
+
+    j->page = page;
+    j->page_count = count;
+    j->page_next = next;
+    if (!ok) {
+        job_problem(j, 500, "audit-read-failed", "The audit trail could not be read", NULL, NULL);
+        job_free(j);
+        return;
+    }
+    buf_init(&b, JOBS_ENTRY_MAX);
+    entry_begin(&b, j, "audit_read");
+    entry_identity(&b, j);
+    entry_str(&b, "filters", j->query);
+    buf_printf(&b, ",\"count\":%zu", count);
+    submit(j, &b, 1, on_audit_read_durable, j);
+}
+
+void jobs_audit_read(struct gw *gw, struct evhttp_request *req, const char *request_id)
+{
+    struct job *j = job_new(gw, req, "", request_id);
+    const char *teams[AUTH_MAX_TEAMS], *why = NULL, *uri, *qs;
+    size_t nteams;
+    struct ar_query q;
+
+    if (j == NULL) {
+        srv_problem(gw->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
+        return;
+    }
+    j->allow = "GET";
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        refuse(j, 405, "method_not_allowed", "method-not-allowed", "Only GET is allowed on /audit", NULL, 0, NULL);
+        return;
+    }
+    if (authenticate(j) != 0)
+        return;
+    nteams = auth_teams(j->id.claims, j->cfg->auth.team_claim, j->cfg->auth.team_prefix, teams, AUTH_MAX_TEAMS);
+    for (size_t i = 0; i < nteams && j->team == NULL; i++)
+        if (pol_is_auditor(j->cfg->policy, teams[i])) {
+            j->pteam = pol_find(j->cfg->policy, teams[i]);
+            j->team = j->pteam->name;
+        }
+    if (j->team == NULL) {
+        j->team = nteams > 0 ? teams[0] : NULL;
+        refuse(j, 403, "not_an_auditor", "forbidden", "Only the policy's auditors may read the trail",
+               "The token names no team listed under \"auditors\" in the policy", 0, NULL);
+        return;
+    }
+    uri = evhttp_request_get_uri(req);
+    qs = strchr(uri, '?');
+    snprintf(j->query, sizeof(j->query), "%s", qs ? qs + 1 : "");
+    memset(&q, 0, sizeof(q));
+    if (ar_parse_query(qs ? qs + 1 : "", &q, &why) != 0) {
+        refuse(j, 400, "bad_query", "bad-query", "The query is not valid", why, 0, NULL);
+        return;
+    }
+    snprintf(q.path, sizeof(q.path), "%s", j->cfg->audit.file);
+    snprintf(q.instance, sizeof(q.instance), "%s", j->cfg->instance);
+    if (ar_start(gw->reader, &q, on_audit_page, j) != 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        job_problem(j, 503, "busy", "Too many reads of the trail are running", NULL, NULL);
+        job_free(j);
+    }
 }

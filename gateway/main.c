@@ -5,6 +5,7 @@
  * together on one libevent loop, and drains in-flight deletions on SIGTERM.
  */
 #include "audit.h"
+#include "auditread.h"
 #include "clock.h"
 #include "config.h"
 #include "creds.h"
@@ -33,6 +34,7 @@
 #define REFUSALS_PER_MINUTE 10
 #define REFUSAL_CLIENTS_MAX 10000
 #define DRAIN_POLL_MS 50
+#define AUDIT_READS_MAX 2 /* concurrent GET /audit scans */
 
 static void usage(FILE *f)
 {
@@ -207,7 +209,8 @@ static int run(struct gw_config *cfg, const char *config_path)
         goto out;
     gw.up = up_new(gw.base, 1024);
     gw.refusals = rl_refusals_new(REFUSALS_PER_MINUTE, 60 * 1000, REFUSAL_CLIENTS_MAX);
-    if (gw.up == NULL || gw.refusals == NULL)
+    gw.reader = ar_new(gw.base, AUDIT_READS_MAX);
+    if (gw.up == NULL || gw.refusals == NULL || gw.reader == NULL)
         goto out;
     gw.srv = srv_new(&gw, cfg, &err);
     if (gw.srv == NULL)
@@ -235,6 +238,7 @@ out:
     if (gw.refusals != NULL && gw.audit != NULL)
         jobs_sweep_refusals(&gw, 1);
     srv_free(gw.srv);
+    ar_free(gw.reader);
     up_free(gw.up);
     audit_free(gw.audit);
     rl_refusals_free(gw.refusals);

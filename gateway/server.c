@@ -558,7 +558,7 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
             srv_problem(s, req, request_id, 404, "not-found", "No such resource", "See the admin listener", NULL);
         break;
     case ROUTE_AUDIT:
-        srv_problem(s, req, request_id, 404, "not-found", "No such resource", NULL, NULL);
+        jobs_audit_read(s->gw, req, request_id);
         break;
     }
 }

@@ -9,6 +9,7 @@ certs=${CERTS:-"$top/certs/dev"}
 demo=${DEMO_DIR:-"$build/demo"}
 gw_port=${GW_PORT:-8080}
 sim_port=${SIM_PORT:-8081}
+admin_port=${ADMIN_PORT:-9090}
 mkdir -p "$demo"
 chmod 0700 "$demo"
 
@@ -23,6 +24,13 @@ cat > "$demo/gateway.json" <<CONF
   "listen": "127.0.0.1:$gw_port",
   "allow_root": $allow_root,
   "instance": "gw-demo",
+  "admin_listen": "127.0.0.1:$admin_port",
+  "tls": {
+    "cert_file": "$certs/server.crt",
+    "key_file": "$certs/server.key",
+    "client_ca_file": "$certs/client-ca.crt",
+    "client_auth": "optional"
+  },
   "auth": {
     "algorithms": ["RS256"],
     "key_file": "$certs/jwt-rs256.pub.pem",
@@ -33,7 +41,7 @@ cat > "$demo/gateway.json" <<CONF
   "policy_file": "$top/policy/teams.example.json",
   "credentials_file": "$certs/credentials.json",
   "upstream": {"endpoint": "http://127.0.0.1:$sim_port/"},
-  "audit": {"file": "$demo/audit.jsonl"}
+  "audit": {"file": "$demo/audit.jsonl", "signing_key_file": "$certs/audit-ed25519.key"}
 }
 CONF
 
@@ -47,7 +55,7 @@ trap 'kill $gw $sim 2>/dev/null || true' EXIT
 
 # Wait until both answer.
 for _ in $(seq 1 50); do
-    if curl -s -o /dev/null "http://127.0.0.1:$gw_port/jobs" && curl -s -o /dev/null "http://127.0.0.1:$sim_port/_sim/health"; then
+    if curl -s -o /dev/null "http://127.0.0.1:$admin_port/readyz" && curl -s -o /dev/null "http://127.0.0.1:$sim_port/_sim/health"; then
         break
     fi
     sleep 0.1
@@ -55,11 +63,13 @@ done
 
 token=$("$build/smc-token" --alg RS256 --key "$certs/jwt-rs256.key" --sub alice@example.com --team migration --ttl 43200)
 echo
-echo "smc-gateway is listening on http://127.0.0.1:$gw_port (simulated SMC API on :$sim_port)."
+echo "smc-gateway is listening on https://localhost:$gw_port (simulated SMC API on :$sim_port,"
+echo "health and metrics on http://127.0.0.1:$admin_port/{healthz,readyz,metrics})."
 echo "Audit log: $demo/audit.jsonl    Demo jobs: j-demo1 j-demo2 j-demo3 (j-demorunning cannot be deleted)"
-echo "Delete a demo job (200; a second time gives 404):"
+echo "Verify it: build/smc-gateway-audit verify --pubkey $certs/audit-ed25519.pub.pem $demo/audit.jsonl"
+echo "Delete a demo job (200; a second time gives 404; add --cert $certs/client.crt --key $certs/client.key for mTLS):"
 echo
-echo "curl -sS -X DELETE -H 'Authorization: Bearer $token' http://127.0.0.1:$gw_port/jobs/j-demo1"
+echo "curl -sS --cacert $certs/ca.crt -X DELETE -H 'Authorization: Bearer $token' https://localhost:$gw_port/jobs/j-demo1"
 echo
 echo "Ctrl-C stops both."
 wait $gw

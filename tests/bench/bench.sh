@@ -28,6 +28,7 @@ lat_ms=${BENCH_UPSTREAM_LATENCY_MS:-100}
 lat_conns=${BENCH_LATENCY_CONNECTIONS:-256}
 rss_conns=${BENCH_RSS_CONNECTIONS:-1000}
 profile=${BENCH_PROFILE:-0}
+wait_idle=${BENCH_WAIT_IDLE:-0}
 bench_dir=${BENCH_DIR:-$build/bench}
 
 GATEWAY=$build/smc-gateway
@@ -55,7 +56,7 @@ done
 for prog in "$GATEWAY" "$SIM" "$TOKEN_TOOL"; do
     [ -x "$prog" ] || die "$prog is missing: run make all first"
 done
-for n in "$rounds" "$secs" "$conns" "$threads" "$warmup" "$lat_ms" "$lat_conns" "$rss_conns"; do
+for n in "$rounds" "$secs" "$conns" "$threads" "$warmup" "$lat_ms" "$lat_conns" "$rss_conns" "$wait_idle"; do
     case "$n" in '' | *[!0-9]*) die "BENCH_* settings must be whole numbers (got '$n')" ;; esac
 done
 [ "$rounds" -ge 1 ] && [ "$secs" -ge 1 ] || die "BENCH_ROUNDS and BENCH_SECONDS must be at least 1"
@@ -85,7 +86,9 @@ mkdir -m 0700 "$work"
 ln -sfn "$stamp" "$bench_dir/latest"
 
 # The audit file must be on a real disk: on tmpfs a sync costs nothing.
-fs_type=$(stat -f -c %T "$work")
+fs_type=$(df --output=fstype "$work" 2>/dev/null | tail -n 1)
+fs_source=$(df --output=source "$work" 2>/dev/null | tail -n 1)
+[ -n "$fs_type" ] || fs_type=$(stat -f -c %T "$work")
 case "$fs_type" in
 tmpfs | ramfs) die "$bench_dir is on $fs_type: the audit file must live on a real disk (set BENCH_DIR)" ;;
 esac
@@ -445,7 +448,7 @@ run_wrk() {
     haproxy) port=$haproxy_port pid=$haproxy_pid ;;
     *) port=$gw_port pid=$gw_pid ;;
     esac
-    python3 "$here/wrkrun.py" "$4" $$ "$pid" -- wrk -t"$threads" -c"$2" -d"$3"s --timeout 10s --latency \
+    python3 "$here/wrkrun.py" "$4" $$ "$pid" "$wait_idle" -- wrk -t"$threads" -c"$2" -d"$3"s --timeout 10s --latency \
         -s "$here/delete.lua" "http://127.0.0.1:$port/jobs/j-bench1" || {
         cat "$4" >&2
         die "wrk failed (output above)"
@@ -483,16 +486,19 @@ done
 if [ "$profile" = 1 ]; then
     if command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null true >/dev/null 2>&1; then
         start_gateway "${gw_variants[0]}" "$static_url" profile
-        perf record -q -e cpu-clock -F 999 -g -p "$gw_pid" -o "$work/perf.data" -- sleep "$secs" \
-            >"$out/logs/perf-record.log" 2>&1 &
+        perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$gw_pid" -o "$out/perf.data" \
+            -- sleep "$secs" >"$out/logs/perf-record.log" 2>&1 &
         perf_pid=$!
+        pids+=("$perf_pid")
         run_wrk gw "$conns" "$secs" "$out/wrk/profile.txt"
         wait "$perf_pid" || true
         stop_gateway profile 0 0 "$conns" "$out/wrk/profile.txt"
-        perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
-            head -n 150 >"$out/perf-flat.txt" || true
-        perf report -i "$work/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
-            head -n 150 >"$out/perf-children.txt" || true
+        # Flat: where the CPU goes, per thread and per function. Children:
+        # the pipeline stages (own code) with everything they call.
+        perf report -i "$out/perf.data" --no-children --sort comm,dso,sym -g none --percent-limit 0.3 \
+            --stdio >"$out/perf-flat.txt" 2>/dev/null || true
+        perf report -i "$out/perf.data" --children --sort sym -g none --percent-limit 1 \
+            --stdio >"$out/perf-children.txt" 2>/dev/null || true
         note "profile of the gateway: $out/perf-flat.txt, $out/perf-children.txt"
     else
         note "BENCH_PROFILE=1: perf is missing or cannot sample here; no profile"
@@ -554,6 +560,7 @@ cat >"$out/meta.env" <<EOF
 cpus=$(nproc)
 cpu_model=$cpu_model
 fs_type=$fs_type
+fs_source=${fs_source:-?}
 audit_dir=$audit_dir
 rounds=$rounds
 seconds=$secs

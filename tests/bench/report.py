@@ -97,8 +97,8 @@ def table(outdir):
         }
 
     out = []
-    out.append("smc-gateway benchmark — %s CPUs (%s), nothing pinned; audit on %s (%s), fdatasync on" % (
-        meta["cpus"], meta["cpu_model"], meta["fs_type"], meta["audit_dir"]))
+    out.append("smc-gateway benchmark — %s CPUs (%s), nothing pinned; audit on %s %s (%s), fdatasync on" % (
+        meta["cpus"], meta["cpu_model"], meta["fs_type"], meta.get("fs_source", ""), meta["audit_dir"]))
     out.append("medians of %d rounds × %s s, wrk -t%s -c%s, DELETE with one RS256 token; "
                "nginx %s, HAProxy %s, wrk %s" % (rounds, meta["seconds"], meta["threads"], meta["connections"],
                                                   meta["nginx_version"], meta["haproxy_version"],
@@ -119,6 +119,11 @@ def table(outdir):
                "machine during the rounds: median %.0f, max %.0f%s" % (
                    min(wrks), max(wrks), statistics.median(others), max(others),
                    " — NOISY, compare ratios, not absolute figures" if max(others) > 20 else ""))
+    busy = sum(int(x.cpu.get("busy", 0)) for s in servers for x in runs[s])
+    waited = sum(x.cpu.get("waited", 0) for s in servers for x in runs[s])
+    if waited > 0:
+        out.append("waited %.0f s in all for a quiet machine (BENCH_WAIT_IDLE); %d runs started busy anyway" % (
+            waited, busy))
     for s in servers:
         if s.startswith("gw"):
             per_round = ["%.2f" % (g.rps / h.rps) for g, h in zip(runs[s], runs["haproxy"]) if h.rps]

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """make bench: run wrk and account for the machine's CPU while it runs.
 
-  wrkrun.py OUTPUT BENCH_PID SERVER_PID[,PID...] -- wrk ARGS...
+  wrkrun.py OUTPUT BENCH_PID SERVER_PID[,PID...] WAIT_IDLE -- wrk ARGS...
 
 Writes wrk's output to OUTPUT, then one line
 
@@ -12,6 +12,10 @@ with each figure in percent of one CPU over the run: the whole machine
 itself (its rusage), everything else the bench started (descendants of
 BENCH_PID: the static upstream, idle peers, this script), kernel threads,
 and what remains: other work on the machine, which makes the figures noisy.
+With WAIT_IDLE > 0, first waits up to that many seconds for the machine to
+be quiet (under 15 % of one CPU busy over a second: our idle servers only),
+so that other people's builds and tests do not land in a round; the line
+then says how long it waited (waited=), and whether it gave up (busy=1).
 Exits with wrk's status.
 """
 import os
@@ -90,13 +94,26 @@ def delta(a, b, key):
     return total
 
 
+def wait_idle(limit_s):
+    """Wait until a second passes with the machine under 15 % of one CPU busy."""
+    t0 = time.monotonic()
+    while True:
+        b0 = machine_busy()
+        time.sleep(1.0)
+        if (machine_busy() - b0) * 100.0 / HZ < 15.0:
+            return time.monotonic() - t0, 0
+        if time.monotonic() - t0 >= limit_s:
+            return time.monotonic() - t0, 1
+
+
 def main(argv):
-    if len(argv) < 5 or argv[4] != "--":
+    if len(argv) < 6 or argv[5] != "--":
         sys.stderr.write(__doc__)
         return 2
     output, bench_pid = argv[1], int(argv[2])
     server_pids = [int(p) for p in argv[3].split(",") if p]
-    cmd = argv[5:]
+    waited, busy = wait_idle(float(argv[4])) if float(argv[4]) > 0 else (0.0, 0)
+    cmd = argv[6:]
     a = snapshot(bench_pid, server_pids)
     t0 = time.monotonic()
     with open(output, "wb") as f:
@@ -116,8 +133,9 @@ def main(argv):
         return 100.0 * t / HZ / secs if secs > 0 else 0.0
 
     with open(output, "a") as f:
-        f.write("BENCH-CPU seconds=%.2f machine=%.0f server=%.0f wrk=%.0f bench=%.0f kernel=%.0f other=%.0f\n" % (
-            secs, pct(machine), pct(server), pct(wrk), pct(bench), pct(kernel), pct(other)))
+        f.write("BENCH-CPU seconds=%.2f machine=%.0f server=%.0f wrk=%.0f bench=%.0f kernel=%.0f other=%.0f "
+                "waited=%.0f busy=%d\n" % (secs, pct(machine), pct(server), pct(wrk), pct(bench), pct(kernel),
+                                           pct(other), waited, busy))
     return rc
 
 

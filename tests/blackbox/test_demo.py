@@ -14,7 +14,8 @@ def test_run_demo_prints_a_working_curl_line(workdir):
     certs = os.path.join(workdir, "certs")
     subprocess.run(["sh", os.path.join(TOP, "certs", "make-dev-certs.sh"), certs], check=True)
     env = dict(os.environ, CERTS=certs, DEMO_DIR=os.path.join(workdir, "demo"),
-               GW_PORT=str(gwtest.free_port()), SIM_PORT=str(gwtest.free_port()))
+               GW_PORT=str(gwtest.free_port()), SIM_PORT=str(gwtest.free_port()),
+               ADMIN_PORT=str(gwtest.free_port()))
     p = subprocess.Popen(["sh", os.path.join(TOP, "tests", "run-demo.sh"), os.path.abspath(gwtest.BUILD)],
                          cwd=TOP, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)
@@ -26,7 +27,7 @@ def test_run_demo_prints_a_working_curl_line(workdir):
             if out.startswith("curl "):
                 line = out.strip()
         assert line, "no curl line printed"
-        assert re.match(r"curl .* -X DELETE .*/jobs/j-demo1$", line)
+        assert re.match(r"curl .*--cacert \S+ -X DELETE .*https://localhost:\d+/jobs/j-demo1$", line)
         r = subprocess.run(line + " -w '\\n%{http_code}'", shell=True, capture_output=True, text=True, timeout=20)
         body, code = r.stdout.rsplit("\n", 1)
         assert code == "200", r.stdout + r.stderr

@@ -1,0 +1,442 @@
+/*
+ * auditread: paging through the audit trail newest first (see
+ * auditread.h). Files are read backwards in chunks, so the newest page of a
+ * large file costs one chunk, not the whole file.
+ */
+#include "auditread.h"
+
+#include "chain.h"
+#include "clock.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define AR_CHUNK (64 * 1024)
+#define AR_PAGE_MAX (8 * 1024 * 1024)
+#define AR_FILES_MAX 4096
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode src[0..len) into dst (size dstlen); -1 on bad escapes or NUL. */
+static int pct_decode(char *dst, size_t dstlen, const char *src, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                return -1;
+            hi = hexval(src[i + 1]);
+            lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c == '\0' || n + 1 >= dstlen)
+            return -1;
+        dst[n++] = c;
+    }
+    dst[n] = '\0';
+    return 0;
+}
+
+int ar_parse_query(const char *query, struct ar_query *q, const char **why)
+{
+    const char *p = query ? query : "";
+    char key[32], val[AR_VALUE_MAX];
+
+    q->limit = 100;
+    while (*p != '\0') {
+        size_t len = strcspn(p, "&"), klen = strcspn(p, "=");
+        char *end;
+        if (klen > len)
+            klen = len;
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        if (klen >= sizeof(key) || pct_decode(key, sizeof(key), p, klen) != 0) {
+            *why = "a parameter name is too long or malformed";
+            return -1;
+        }
+        if (klen == len || pct_decode(val, sizeof(val), p + klen + 1, len - klen - 1) != 0) {
+            *why = "a parameter value is missing, too long (over 255 bytes) or malformed";
+            return -1;
+        }
+        if (strcmp(key, "team") == 0)
+            snprintf(q->team, sizeof(q->team), "%s", val);
+        else if (strcmp(key, "sub") == 0)
+            snprintf(q->sub, sizeof(q->sub), "%s", val);
+        else if (strcmp(key, "job") == 0)
+            snprintf(q->job, sizeof(q->job), "%s", val);
+        else if (strcmp(key, "decision") == 0 && (strcmp(val, "allow") == 0 || strcmp(val, "deny") == 0))
+            snprintf(q->decision, sizeof(q->decision), "%s", val);
+        else if (strcmp(key, "result") == 0)
+            snprintf(q->result, sizeof(q->result), "%s", val);
+        else if (strcmp(key, "event") == 0)
+            snprintf(q->event, sizeof(q->event), "%s", val);
+        else if (strcmp(key, "since") == 0 && clock_parse_rfc3339(val, &q->since_ms) == 0)
+            ;
+        else if (strcmp(key, "until") == 0 && clock_parse_rfc3339(val, &q->until_ms) == 0)
+            ;
+        else if (strcmp(key, "limit") == 0 && (errno = 0, q->limit = strtol(val, &end, 10), errno == 0) &&
+                 *end == '\0' && end != val && q->limit >= 1 && q->limit <= AR_LIMIT_MAX)
+            ;
+        else if (strcmp(key, "cursor") == 0 && (errno = 0, q->cursor = strtoull(val, &end, 10), errno == 0) &&
+                 *end == '\0' && end != val && val[0] != '-' && q->cursor > 0)
+            ;
+        else {
+            *why = "unknown parameter or invalid value (team, sub, job, decision=allow|deny, result, event, "
+                   "since/until=RFC 3339, limit=1..1000, cursor)";
+            return -1;
+        }
+        p += len;
+        if (*p == '&')
+            p++;
+    }
+    return 0;
+}
+
+static int str_eq(const json_t *o, const char *key, const char *want)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return want[0] == '\0' || (v != NULL && strcmp(v, want) == 0);
+}
+
+static int matches(const struct ar_query *q, const json_t *e)
+{
+    int64_t ts;
+    const char *t = json_string_value(json_object_get(e, "ts"));
+
+    if (!str_eq(e, "instance", q->instance) || !str_eq(e, "team", q->team) || !str_eq(e, "sub", q->sub) ||
+        !str_eq(e, "job_id", q->job) || !str_eq(e, "decision", q->decision) || !str_eq(e, "result", q->result) ||
+        !str_eq(e, "event", q->event))
+        return 0;
+    if (q->since_ms != 0 || q->until_ms != 0) {
+        if (t == NULL || clock_parse_rfc3339(t, &ts) != 0)
+            return 0;
+        if ((q->since_ms != 0 && ts < q->since_ms) || (q->until_ms != 0 && ts >= q->until_ms))
+            return 0;
+    }
+    return 1;
+}
+
+struct scan {
+    const struct ar_query *q;
+    struct buf *out;
+    size_t count;
+    uint64_t next;
+    int full;
+};
+
+/* One line (without its newline): 1 to stop, 0 to go on. */
+static int take_line(struct scan *s, const char *line, size_t len)
+{
+    json_t *e = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *seqv = json_object_get(e, "seq");
+    uint64_t seq;
+    char *txt;
+    int stop = 0;
+
+    if (!json_is_integer(seqv))
+        goto out;
+    seq = (uint64_t)json_integer_value(seqv);
+    if ((s->q->cursor != 0 && seq >= s->q->cursor) || !matches(s->q, e))
+        goto out;
+    txt = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    if (txt == NULL || (s->count > 0 && buf_addc(s->out, ',') != 0) || buf_adds(s->out, txt) != 0) {
+        free(txt);
+        s->full = 1;
+        stop = 1;
+        goto out;
+    }
+    free(txt);
+    s->count++;
+    if (s->count >= (size_t)s->q->limit) {
+        s->next = seq;
+        stop = 1;
+    }
+out:
+    json_decref(e);
+    return stop;
+}
+
+/* Read one file backwards, line by line; 1 when the page is complete. */
+static int scan_file(struct scan *s, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), stop = 0;
+    struct stat st;
+    off_t pos;
+    char *chunk = NULL;
+    struct buf carry; /* bytes of a line that began before the chunk */
+
+    buf_init(&carry, CHAIN_LINE_MAX);
+    if (fd < 0 || fstat(fd, &st) != 0 || (chunk = malloc(AR_CHUNK)) == NULL)
+        goto out;
+    pos = st.st_size;
+    /* A last line without its newline is still being written: skip it. */
+    while (pos > 0 && !stop) {
+        size_t want = pos > AR_CHUNK ? AR_CHUNK : (size_t)pos;
+        ssize_t n, end;
+        pos -= (off_t)want;
+        n = pread(fd, chunk, want, pos);
+        if (n != (ssize_t)want)
+            break;
+        end = n;
+        for (ssize_t i = n - 1; i >= 0 && !stop; i--) {
+            if (chunk[i] != '\n')
+                continue;
+            if (i + 1 < end || carry.len > 0) {
+                if (carry.len > 0) {
+                    struct buf line;
+                    buf_init(&line, CHAIN_LINE_MAX);
+                    buf_add(&line, chunk + i + 1, (size_t)(end - i - 1));
+                    buf_add(&line, carry.p, carry.len);
+                    stop = line.p != NULL && take_line(s, line.p, line.len);
+                    buf_free(&line);
+                    buf_reset(&carry);
+                } else {
+                    stop = take_line(s, chunk + i + 1, (size_t)(end - i - 1));
+                }
+            }
+            end = i;
+        }
+        if (!stop && end > 0) {
+            /* The chunk's first, partial line: keep it for the next chunk. */
+            struct buf tmp;
+            buf_init(&tmp, CHAIN_LINE_MAX);
+            if (buf_add(&tmp, chunk, (size_t)end) != 0 || buf_add(&tmp, carry.p ? carry.p : "", carry.len) != 0) {
+                buf_free(&tmp);
+                break;
+            }
+            buf_free(&carry);
+            carry = tmp;
+        }
+    }
+    if (!stop && pos == 0 && carry.len > 0 && st.st_size > 0) {
+        /* The file's first line (only if it was complete: it ended with a newline). */
+        stop = take_line(s, carry.p, carry.len);
+    }
+out:
+    buf_free(&carry);
+    free(chunk);
+    if (fd >= 0)
+        close(fd);
+    return stop;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    unsigned long long x = ((const unsigned long long *)a)[0], y = ((const unsigned long long *)b)[0];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int ar_scan(const struct ar_query *q, struct buf *out, size_t *count, uint64_t *next)
+{
+    struct scan s = {q, out, 0, 0, 0};
+    char dirbuf[4096], basebuf[4096], stem[4096], *dir, *base, *dot;
+    DIR *d;
+    struct dirent *de;
+    unsigned long long (*rot)[2] = NULL; /* {first seq, index} */
+    char **names = NULL;
+    size_t nrot = 0;
+    int rc = 0;
+
+    /* The current file has the newest entries; rotated ones follow. */
+    if (!scan_file(&s, q->path)) {
+        snprintf(dirbuf, sizeof(dirbuf), "%s", q->path);
+        snprintf(basebuf, sizeof(basebuf), "%s", q->path);
+        dir = dirname(dirbuf);
+        base = basename(basebuf);
+        snprintf(stem, sizeof(stem), "%s", base);
+        dot = strrchr(stem, '.');
+        if (dot != NULL && dot != stem)
+            *dot = '\0';
+        d = opendir(dir);
+        rot = calloc(AR_FILES_MAX, sizeof(*rot));
+        names = calloc(AR_FILES_MAX, sizeof(*names));
+        while (d != NULL && rot != NULL && names != NULL && (de = readdir(d)) != NULL && nrot < AR_FILES_MAX) {
+            size_t sl = strlen(stem), nl = strlen(de->d_name);
+            const char *p = de->d_name + sl;
+            unsigned long long first;
+            char ts[32];
+            int used = 0;
+            /* <stem>-<yyyymmddThhmmss>-<first seq>.jsonl */
+            if (nl < sl + 8 || strncmp(de->d_name, stem, sl) != 0 || strcmp(de->d_name + nl - 6, ".jsonl") != 0 ||
+                sscanf(p, "-%15[0-9T]-%llu.jsonl%n", ts, &first, &used) != 2 || (size_t)used != nl - sl)
+                continue;
+            names[nrot] = strdup(de->d_name);
+            rot[nrot][0] = first;
+            rot[nrot][1] = nrot;
+            nrot++;
+        }
+        if (d != NULL)
+            closedir(d);
+        if (rot != NULL)
+            qsort(rot, nrot, sizeof(*rot), cmp_desc);
+        for (size_t i = 0; i < nrot; i++) {
+            char path[8300];
+            if (names[rot[i][1]] == NULL)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", dir, names[rot[i][1]]);
+            if (scan_file(&s, path))
+                break;
+        }
+    }
+    for (size_t i = 0; names != NULL && i < nrot; i++)
+        free(names[i]);
+    free(names);
+    free(rot);
+    *count = s.count;
+    *next = s.next;
+    if (s.full)
+        rc = -1;
+    return rc;
+}
+
+struct ar_job {
+    struct ar_job *next;
+    struct ar *r;
+    pthread_t thread;
+    struct ar_query q;
+    ar_done_fn done;
+    void *arg;
+    int ok;
+    struct buf page;
+    size_t count;
+    uint64_t next_cursor;
+};
+
+struct ar {
+    struct event_base *base;
+    pthread_mutex_t mu;
+    struct ar_job *finished; /* guarded by mu */
+    int running;             /* loop-side count */
+    int max_running;
+    int efd;
+    struct event *ev;
+};
+
+static void *ar_thread(void *arg)
+{
+    struct ar_job *j = arg;
+    uint64_t one = 1;
+
+    j->ok = ar_scan(&j->q, &j->page, &j->count, &j->next_cursor) == 0;
+    pthread_mutex_lock(&j->r->mu);
+    j->next = j->r->finished;
+    j->r->finished = j;
+    pthread_mutex_unlock(&j->r->mu);
+    if (write(j->r->efd, &one, sizeof(one)) < 0) {
+        /* Cannot overflow in practice. */
+    }
+    return NULL;
+}
+
+static void ar_collect(struct ar *r, int run_callbacks)
+{
+    struct ar_job *list, *j;
+
+    pthread_mutex_lock(&r->mu);
+    list = r->finished;
+    r->finished = NULL;
+    pthread_mutex_unlock(&r->mu);
+    while ((j = list) != NULL) {
+        list = j->next;
+        pthread_join(j->thread, NULL);
+        r->running--;
+        if (run_callbacks)
+            j->done(j->arg, j->ok, buf_take(&j->page), j->count, j->next_cursor);
+        buf_free(&j->page);
+        free(j);
+    }
+}
+
+static void on_ar_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t n;
+
+    (void)what;
+    if (read(fd, &n, sizeof(n)) < 0) {
+        /* EAGAIN: drained by an earlier wakeup. */
+    }
+    ar_collect(arg, 1);
+}
+
+struct ar *ar_new(struct event_base *base, int max_running)
+{
+    struct ar *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->base = base;
+    r->max_running = max_running;
+    pthread_mutex_init(&r->mu, NULL);
+    r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    r->ev = r->efd >= 0 ? event_new(base, r->efd, EV_READ | EV_PERSIST, on_ar_wakeup, r) : NULL;
+    if (r->ev == NULL || event_add(r->ev, NULL) != 0) {
+        ar_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void ar_free(struct ar *r)
+{
+    if (r == NULL)
+        return;
+    /* Wait for the reads still running; they finish on their own. */
+    while (r->running > 0) {
+        usleep(10000);
+        ar_collect(r, 0);
+    }
+    if (r->ev != NULL)
+        event_free(r->ev);
+    if (r->efd >= 0)
+        close(r->efd);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+int ar_start(struct ar *r, const struct ar_query *q, ar_done_fn done, void *arg)
+{
+    struct ar_job *j;
+
+    if (r->running >= r->max_running || (j = calloc(1, sizeof(*j))) == NULL)
+        return -1;
+    j->r = r;
+    j->q = *q;
+    j->done = done;
+    j->arg = arg;
+    buf_init(&j->page, AR_PAGE_MAX);
+    if (pthread_create(&j->thread, NULL, ar_thread, j) != 0) {
+        free(j);
+        return -1;
+    }
+    r->running++;
+    return 0;
+}
