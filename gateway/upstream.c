@@ -1,11 +1,12 @@
 /*
- * upstream: curl multi on libevent (see upstream.h). Transfers are finished
- * in one place, check_multi_info(), never inside a curl callback. Each call
- * owns one easy handle at a time; a retry creates a new one after a timer.
+ * upstream: signed calls to the cloud API (see upstream.h), with their
+ * transfers run by curlev on the loop. Each call owns one easy handle at a
+ * time; a retry creates a new one after a backoff timer.
  */
 #include "upstream.h"
 
 #include "clock.h"
+#include "curlev.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -19,8 +20,7 @@
 
 struct up {
     struct event_base *base;
-    CURLM *multi;
-    struct event *timer;
+    struct cev *cev;
     struct curl_slist *headers;
     int in_flight;
     struct up_call *calls; /* every call in flight, for up_free */
@@ -43,87 +43,11 @@ struct up_call {
     struct up_outcome o;
 };
 
-/* One per socket curl watches. */
-struct up_sock {
-    struct event *ev;
-    struct up *up;
-};
-
-static void check_multi_info(struct up *u);
 static void start_attempt(struct up_call *c);
 
 int up_in_flight(const struct up *u)
 {
     return u->in_flight;
-}
-
-static void on_socket_event(evutil_socket_t fd, short what, void *arg)
-{
-    struct up *u = arg;
-    int running = 0;
-    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-
-    curl_multi_socket_action(u->multi, fd, flags, &running);
-    check_multi_info(u);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct up *u = arg;
-    int running = 0;
-
-    (void)fd;
-    (void)what;
-    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_multi_info(u);
-}
-
-static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    struct up *u = userp;
-    struct up_sock *us = socketp;
-    short kind;
-
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (us != NULL) {
-            event_free(us->ev);
-            free(us);
-            curl_multi_assign(u->multi, s, NULL);
-        }
-        return 0;
-    }
-    kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    if (us == NULL) {
-        us = calloc(1, sizeof(*us));
-        if (us == NULL)
-            return -1;
-        us->up = u;
-        curl_multi_assign(u->multi, s, us);
-    } else {
-        event_free(us->ev);
-    }
-    us->ev = event_new(u->base, s, kind, on_socket_event, u);
-    if (us->ev == NULL || event_add(us->ev, NULL) != 0)
-        return -1;
-    return 0;
-}
-
-static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct up *u = userp;
-    struct timeval tv;
-
-    (void)multi;
-    if (timeout_ms < 0) {
-        evtimer_del(u->timer);
-        return 0;
-    }
-    /* Zero means "act now": run it from the loop, not from inside curl. */
-    tv.tv_sec = timeout_ms / 1000;
-    tv.tv_usec = (timeout_ms % 1000) * 1000;
-    evtimer_add(u->timer, &tv);
-    return 0;
 }
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -160,15 +84,9 @@ struct up *up_new(struct event_base *base, long max_connections)
     if (u == NULL)
         return NULL;
     u->base = base;
-    u->multi = curl_multi_init();
-    u->timer = evtimer_new(base, on_timer, u);
-    if (u->multi == NULL || u->timer == NULL)
+    u->cev = cev_new(base, max_connections);
+    if (u->cev == NULL)
         goto out;
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, max_connections);
     u->headers = curl_slist_append(NULL, "Accept: application/json");
     u->headers = curl_slist_append(u->headers, "Expect:");
     if (u->headers == NULL)
@@ -188,7 +106,7 @@ static void call_free(struct up_call *c)
             c->next->pprev = c->pprev;
     }
     if (c->easy != NULL) {
-        curl_multi_remove_handle(c->up->multi, c->easy);
+        cev_remove(c->up->cev, c->easy);
         curl_easy_cleanup(c->easy);
     }
     if (c->backoff != NULL)
@@ -207,10 +125,7 @@ void up_free(struct up *u)
         u->in_flight--;
         call_free(u->calls);
     }
-    if (u->multi != NULL)
-        curl_multi_cleanup(u->multi);
-    if (u->timer != NULL)
-        event_free(u->timer);
+    cev_free(u->cev);
     curl_slist_free_all(u->headers);
     free(u);
 }
@@ -296,7 +211,6 @@ static void attempt_done(struct up_call *c, CURLcode res)
         log_info("upstream attempt %d answered %ld %s: %s", c->o.attempts, status, c->o.map.upstream_code,
                  c->o.map.upstream_message);
 
-    curl_multi_remove_handle(c->up->multi, c->easy);
     curl_easy_cleanup(c->easy);
     c->easy = NULL;
     buf_wipe(&c->params);
@@ -324,19 +238,12 @@ static void attempt_done(struct up_call *c, CURLcode res)
     finish(c);
 }
 
-static void check_multi_info(struct up *u)
+static void on_xfer_done(void *arg, CURL *easy, CURLcode res)
 {
-    CURLMsg *msg;
-    int left;
+    struct up_call *c = arg;
 
-    while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
-        struct up_call *c = NULL;
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-        if (c != NULL)
-            attempt_done(c, msg->data.result);
-    }
+    (void)easy; /* c->easy: attempt_done cleans it up */
+    attempt_done(c, res);
 }
 
 static void start_attempt(struct up_call *c)
@@ -372,7 +279,6 @@ static void start_attempt(struct up_call *c)
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->up->headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "smc-gateway/" GW_VERSION);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -390,7 +296,7 @@ static void start_attempt(struct up_call *c)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    if (curl_multi_add_handle(c->up->multi, e) != CURLM_OK)
+    if (cev_add(c->up->cev, e, on_xfer_done, c) != 0)
         goto fail;
     return;
 fail:

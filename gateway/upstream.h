@@ -1,10 +1,9 @@
 /*
- * upstream: calls to the cloud API through libcurl's multi interface, driven
- * by the gateway's libevent loop (the CURLMOPT_SOCKETFUNCTION /
- * CURLMOPT_TIMERFUNCTION pattern of curl's hiperfifo.c). Nothing here blocks
- * on the network, so one slow call never delays another. Connections are
- * reused. Retries (jittered exponential backoff, re-signed for every attempt)
- * happen only when they are safe, all within one deadline per call.
+ * upstream: calls to the cloud API through libcurl's multi interface on the
+ * gateway's libevent loop (curlev.c), so one slow call never delays another.
+ * Connections are reused. Retries (jittered exponential backoff, re-signed
+ * for every attempt) happen only when they are safe, all within one deadline
+ * per call.
  */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H
