@@ -107,6 +107,13 @@ int auth_pkey_algs(EVP_PKEY *pkey)
     return 0;
 }
 
+uint64_t auth_keyset_next_id(void)
+{
+    static uint64_t next;
+
+    return ++next;
+}
+
 void auth_keyset_free(struct auth_keyset *ks)
 {
     if (ks == NULL)
@@ -184,6 +191,7 @@ int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, 
         pkey = NULL;
     }
     ks->n = 1;
+    ks->id = auth_keyset_next_id();
     *out = ks;
     ks = NULL;
     rc = 0;
@@ -549,4 +557,122 @@ size_t auth_teams(const json_t *claims, const char *team_claim, const char *pref
         n = add_team(v, prefix, teams, n, max);
     }
     return n;
+}
+
+int auth_token_kid(const char *token, size_t len, char *out)
+{
+    const char *dot = memchr(token, '.', len);
+    json_t *hdr;
+    const char *kid;
+    int rc = -1;
+
+    if (dot == NULL)
+        return -1;
+    hdr = decode_json_segment(token, (size_t)(dot - token), AUTH_HEADER_MAX);
+    kid = json_string_value(json_object_get(hdr, "kid"));
+    if (kid != NULL && strlen(kid) > 0 && strlen(kid) <= AUTH_KID_MAX) {
+        snprintf(out, AUTH_KID_MAX + 1, "%s", kid);
+        rc = 0;
+    }
+    json_decref(hdr);
+    return rc;
+}
+
+struct cache_entry {
+    unsigned char digest[32];
+    uint64_t keyset_id;
+    uint64_t cfg_gen;
+    json_t *claims; /* NULL: empty slot */
+    int alg;
+    char kid[AUTH_KID_MAX + 1];
+    double exp, iat;
+};
+
+struct auth_cache {
+    struct cache_entry *slots;
+    size_t n;
+};
+
+struct auth_cache *auth_cache_new(size_t slots)
+{
+    struct auth_cache *c = calloc(1, sizeof(*c));
+
+    if (c != NULL && (c->slots = calloc(slots, sizeof(*c->slots))) == NULL) {
+        free(c);
+        return NULL;
+    }
+    if (c != NULL)
+        c->n = slots;
+    return c;
+}
+
+void auth_cache_free(struct auth_cache *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        json_decref(c->slots[i].claims);
+    free(c->slots);
+    free(c);
+}
+
+static struct cache_entry *cache_slot(struct auth_cache *c, const char *token, size_t len, unsigned char d[32])
+{
+    unsigned int dl = 32;
+    uint64_t h;
+
+    EVP_Digest(token, len, d, &dl, EVP_sha256(), NULL);
+    memcpy(&h, d, sizeof(h));
+    return &c->slots[h % c->n];
+}
+
+int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char *token, size_t len,
+                   uint64_t keyset_id, uint64_t cfg_gen, double now_s, struct auth_identity *id)
+{
+    unsigned char d[32];
+    struct cache_entry *e;
+    json_t *v;
+
+    memset(id, 0, sizeof(*id));
+    if (c == NULL || len == 0 || len > AUTH_TOKEN_MAX)
+        return 0;
+    e = cache_slot(c, token, len, d);
+    if (e->claims == NULL || CRYPTO_memcmp(e->digest, d, 32) != 0 || e->keyset_id != keyset_id ||
+        e->cfg_gen != cfg_gen)
+        return 0;
+    /* Time moves on: the checks that depend on now are made again. */
+    if (now_s >= e->exp + (double)p->leeway_s ||
+        (p->max_age_s > 0 && now_s - e->iat > (double)(p->max_age_s + p->leeway_s)))
+        return 0;
+    id->claims = json_incref(e->claims);
+    id->sub = json_string_value(json_object_get(id->claims, "sub"));
+    v = json_object_get(id->claims, "iss");
+    id->iss = v ? json_string_value(v) : NULL;
+    v = json_object_get(id->claims, "jti");
+    id->jti = v ? json_string_value(v) : NULL;
+    id->alg = e->alg;
+    memcpy(id->kid, e->kid, sizeof(id->kid));
+    id->exp = e->exp;
+    id->iat = e->iat;
+    return 1;
+}
+
+void auth_cache_put(struct auth_cache *c, const char *token, size_t len, uint64_t keyset_id, uint64_t cfg_gen,
+                    const struct auth_identity *id)
+{
+    unsigned char d[32];
+    struct cache_entry *e;
+
+    if (c == NULL || id->claims == NULL || len == 0 || len > AUTH_TOKEN_MAX)
+        return;
+    e = cache_slot(c, token, len, d);
+    json_decref(e->claims);
+    memcpy(e->digest, d, 32);
+    e->keyset_id = keyset_id;
+    e->cfg_gen = cfg_gen;
+    e->claims = json_incref(id->claims);
+    e->alg = id->alg;
+    memcpy(e->kid, id->kid, sizeof(e->kid));
+    e->exp = id->exp;
+    e->iat = id->iat;
 }

@@ -75,7 +75,11 @@ struct auth_key {
 struct auth_keyset {
     struct auth_key *keys; /* owned array */
     size_t n;
+    uint64_t id; /* unique per loaded set: cache entries name the set they were verified with */
 };
+
+/* A fresh keyset id (sets made elsewhere, e.g. from a JWKS, take one). */
+uint64_t auth_keyset_next_id(void);
 
 /*
  * Load the key file for the configured algorithms: for HS* the file is the
@@ -117,6 +121,26 @@ struct auth_identity {
 enum auth_err auth_verify(const struct auth_params *p, const struct auth_keyset *ks, const char *token, size_t len,
                           double now_s, struct auth_identity *id);
 void auth_identity_clear(struct auth_identity *id);
+
+/* The kid of a token's header (without verifying anything); 0 when it has
+ * one (copied to out, at least AUTH_KID_MAX+1 bytes), -1 otherwise. */
+int auth_token_kid(const char *token, size_t len, char *out);
+
+/*
+ * Verified-token cache, keyed by the SHA-256 of the whole token. An entry is
+ * valid until the earlier of the token's exp (plus leeway) and a change of
+ * key set or configuration: it remembers the key set's id and the config
+ * generation, so a reload or a JWKS rotation invalidates it. Fixed size;
+ * a new entry replaces whatever held its slot.
+ */
+struct auth_cache;
+struct auth_cache *auth_cache_new(size_t slots);
+void auth_cache_free(struct auth_cache *c);
+/* 1 and id filled (release with auth_identity_clear) on a hit; 0 otherwise. */
+int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char *token, size_t len,
+                   uint64_t keyset_id, uint64_t cfg_gen, double now_s, struct auth_identity *id);
+void auth_cache_put(struct auth_cache *c, const char *token, size_t len, uint64_t keyset_id, uint64_t cfg_gen,
+                    const struct auth_identity *id);
 
 /*
  * The teams a verified token names: the claim team_claim (a top-level claim

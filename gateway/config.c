@@ -8,6 +8,8 @@
 
 #include "chain.h"
 #include "jcheck.h"
+#include "jwks.h"
+#include "jwksrc.h"
 #include "log.h"
 
 #include <curl/curl.h>
@@ -37,6 +39,10 @@ void cfg_unref(struct gw_config *c)
     free(c->listen_host);
     free(c->instance);
     free(c->auth.key_file);
+    free(c->auth.jwks_file);
+    free(c->auth.jwks_url);
+    free(c->auth.jwks_ca_file);
+    free(c->key_report);
     free(c->auth.issuer);
     free(c->auth.audience);
     free(c->auth.team_claim);
@@ -134,9 +140,11 @@ static void check_endpoint(struct jc *jc, const char *key, const char *url)
 
 static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {"algorithms",  "key_file",       "issuer",
-                                       "audience",    "team_claim",     "team_prefix",
-                                       "leeway_seconds", "max_token_age_seconds", "token_cache", NULL};
+    static const char *const keys[] = {"algorithms",     "key_file",     "jwks_file",    "jwks_url",
+                                       "jwks_ca_file",   "jwks_refresh_seconds",         "issuer",
+                                       "audience",       "team_claim",   "team_prefix",  "leeway_seconds",
+                                       "max_token_age_seconds",        "token_cache",  NULL};
+    int sources;
     const json_t *a = jc_object(jc, root, "", "auth", 1);
     char **algs = NULL;
 
@@ -158,7 +166,21 @@ static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
                                             "that is the key-confusion attack");
     }
     jc_strv_free(algs);
-    jc_string(jc, a, "auth", "key_file", 1, &c->auth.key_file);
+    jc_string(jc, a, "auth", "key_file", 0, &c->auth.key_file);
+    jc_string(jc, a, "auth", "jwks_file", 0, &c->auth.jwks_file);
+    jc_string(jc, a, "auth", "jwks_url", 0, &c->auth.jwks_url);
+    jc_string(jc, a, "auth", "jwks_ca_file", 0, &c->auth.jwks_ca_file);
+    c->auth.jwks_refresh_s = 600;
+    jc_int(jc, a, "auth", "jwks_refresh_seconds", 30, 86400, &c->auth.jwks_refresh_s);
+    sources = !!c->auth.key_file + !!c->auth.jwks_file + !!c->auth.jwks_url;
+    if (sources != 1)
+        jc_error(jc, "auth", "needs exactly one key source: key_file, jwks_file or jwks_url");
+    if ((c->auth.jwks_file || c->auth.jwks_url) && (c->auth.algs & AUTH_ALGS_HMAC))
+        jc_error(jc, "auth.algorithms", "a JWKS holds public keys: use RS* or ES* algorithms with it");
+    if (c->auth.jwks_url != NULL)
+        check_endpoint(jc, "auth.jwks_url", c->auth.jwks_url);
+    if (c->auth.jwks_ca_file != NULL && c->auth.jwks_url == NULL)
+        jc_error(jc, "auth.jwks_ca_file", "is only used with auth.jwks_url");
     jc_string(jc, a, "auth", "issuer", 1, &c->auth.issuer);
     jc_string(jc, a, "auth", "audience", 1, &c->auth.audience);
     jc_string(jc, a, "auth", "team_claim", 0, &c->auth.team_claim);
@@ -357,15 +379,55 @@ static int valid_instance(const char *s)
 }
 
 /* Load the files the config names, then check references between them. */
-static void load_files(struct jc *jc, struct gw_config *c, struct buf *err)
+/* The JWT keys from whichever source the config names. */
+static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf *err)
 {
-    if (c->auth.key_file != NULL && c->auth.algs != 0 &&
-        !((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC))) {
+    struct buf report, doc;
+    int n = -1;
+    const char *src = c->auth.jwks_url ? c->auth.jwks_url : c->auth.jwks_file;
+
+    if (c->auth.algs == 0 || ((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC)))
+        return;
+    if (c->auth.key_file != NULL) {
         if ((c->auth.algs & AUTH_ALGS_HMAC) && creds_check_secrecy(c->auth.key_file, err) != 0)
             jc->nerr++;
         else if (auth_keyset_load_file(c->auth.key_file, c->auth.algs, &c->keys, err) != 0)
             jc->nerr++;
+        else if (asprintf(&c->key_report, "auth: 1 key from %s", c->auth.key_file) < 0)
+            c->key_report = NULL;
+        return;
     }
+    if (c->auth.jwks_url != NULL && !(flags & CFG_FETCH_JWKS))
+        return; /* reload: the running key source keeps refreshing */
+    buf_init(&report, 64 * 1024);
+    if (c->auth.jwks_url != NULL) {
+        struct jwksrc_opts o = {c->auth.jwks_url, c->auth.jwks_ca_file, c->auth.algs, c->auth.jwks_refresh_s};
+        n = jwksrc_fetch_blocking(&o, &c->keys, &report);
+    } else {
+        buf_init(&doc, JWKS_DOC_MAX);
+        if (buf_read_file(&doc, c->auth.jwks_file) != 0)
+            buf_printf(&report, "cannot read: %s\n", strerror(errno));
+        else
+            n = jwks_parse(doc.p ? doc.p : "", doc.len, c->auth.algs, &c->keys, &report);
+        buf_free(&doc);
+    }
+    if (n <= 0) {
+        buf_printf(err, "%s: auth.%s: no usable key set: %s", c->path ? c->path : "config",
+                   c->auth.jwks_url ? "jwks_url" : "jwks_file", report.p ? report.p : "\n");
+        jc->nerr++;
+    } else if (asprintf(&c->key_report, "auth: %d usable keys from %s%s%s", n, src, report.len ? "\n" : "",
+                        report.p ? report.p : "") < 0) {
+        c->key_report = NULL;
+    }
+    if (c->key_report != NULL && c->key_report[0] != '\0' &&
+        c->key_report[strlen(c->key_report) - 1] == '\n')
+        c->key_report[strlen(c->key_report) - 1] = '\0';
+    buf_free(&report);
+}
+
+static void load_files(struct jc *jc, struct gw_config *c, int flags, struct buf *err)
+{
+    load_keys(jc, c, flags, err);
     if (c->policy_file != NULL && pol_load(c->policy_file, &c->policy, err) != 0)
         jc->nerr++;
     if (c->has_tls && c->tls.cert_file != NULL && c->tls.key_file != NULL) {
@@ -393,7 +455,7 @@ static void load_files(struct jc *jc, struct gw_config *c, struct buf *err)
     }
 }
 
-struct gw_config *cfg_load(const char *path, struct buf *err)
+struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
 {
     static const char *const keys[] = {"listen",          "instance",         "auth",
                                        "policy_file",     "credentials_file", "upstream",
@@ -473,6 +535,8 @@ struct gw_config *cfg_load(const char *path, struct buf *err)
                  c->upstream.deadline_ms);
 
     resolve_path(&c->auth.key_file, dir);
+    resolve_path(&c->auth.jwks_file, dir);
+    resolve_path(&c->auth.jwks_ca_file, dir);
     resolve_path(&c->policy_file, dir);
     resolve_path(&c->credentials_file, dir);
     resolve_path(&c->upstream.ca_file, dir);
@@ -481,7 +545,7 @@ struct gw_config *cfg_load(const char *path, struct buf *err)
     resolve_path(&c->tls.cert_file, dir);
     resolve_path(&c->tls.key_file, dir);
     resolve_path(&c->tls.client_ca_file, dir);
-    load_files(&jc, c, err);
+    load_files(&jc, c, flags, err);
     if (jc.nerr > 0)
         goto out;
     c->generation = ++cfg_generation;

@@ -21,7 +21,11 @@
 
 struct cfg_auth {
     int algs; /* AUTH_* bitmask */
-    char *key_file;
+    char *key_file;      /* exactly one of key_file, jwks_file, jwks_url */
+    char *jwks_file;
+    char *jwks_url;
+    char *jwks_ca_file;
+    long jwks_refresh_s;
     char *issuer;
     char *audience;
     char *team_claim;  /* default "team" */
@@ -97,13 +101,17 @@ struct gw_config {
     struct creds *creds;
     SSL_CTX *ssl_ctx;    /* when has_tls */
     EVP_PKEY *audit_key; /* checkpoint signing key, or NULL */
+    char *key_report;    /* what loading the JWT keys found (for --check-config) */
 };
+
+/* cfg_load flags */
+#define CFG_FETCH_JWKS 1 /* fetch jwks_url now, blocking (start-up, --check-config) */
 
 /*
  * Load path and every file it names. On failure returns NULL and err holds
  * one "FILE: KEY: problem" line per problem found. The result has refs = 1.
  */
-struct gw_config *cfg_load(const char *path, struct buf *err);
+struct gw_config *cfg_load(const char *path, int flags, struct buf *err);
 struct gw_config *cfg_ref(struct gw_config *c);
 /* Drop a reference; the last one frees everything (secrets wiped). NULL-safe. */
 void cfg_unref(struct gw_config *c);

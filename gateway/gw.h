@@ -16,6 +16,8 @@ struct srv;
 struct rl_refusals;
 struct metrics;
 struct ar;
+struct jwksrc;
+struct auth_cache;
 struct job;
 struct team_bucket;
 struct rl_bucket;
@@ -30,6 +32,8 @@ struct gw {
     struct event *sweep;          /* periodic refusal-summary timer */
     struct metrics *metrics;      /* owned */
     struct ar *reader;            /* GET /audit reads, off the loop (owned) */
+    struct jwksrc *jwks;          /* keys of auth.jwks_url, kept fresh (owned), or NULL */
+    struct auth_cache *token_cache; /* verified tokens (owned) */
     int draining;                 /* shutting down: no new work */
     long jobs_in_flight;          /* /jobs requests not yet finished */
     long upstream_active;         /* requests holding an upstream slot */

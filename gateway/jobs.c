@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "config.h"
+#include "jwksrc.h"
 #include "log.h"
 #include "metrics.h"
 #include "policy.h"
@@ -63,6 +64,8 @@ struct job {
     const struct cred *cred;
     int64_t t0_ms;
     const char *allow;     /* the Allow header of a 405 */
+    void (*after_auth)(struct job *j); /* the step after authentication */
+    int jwks_waited;       /* already waited once for a JWKS refresh */
     /* GET /audit */
     char query[1024];      /* the filters as sent (for the audit_read entry) */
     char *page;            /* entries found (owned) */
@@ -321,38 +324,77 @@ static int check_hygiene(struct job *j)
     return 0;
 }
 
-/* Authenticate: 0 with j->id filled, else refused already. */
-static int authenticate(struct job *j)
+/* The keys tokens are checked with now: the JWKS source's, or the config's. */
+static const struct auth_keyset *current_keys(const struct job *j)
+{
+    if (j->cfg->auth.jwks_url != NULL && j->gw->jwks != NULL)
+        return jwksrc_keys(j->gw->jwks);
+    return j->cfg->keys;
+}
+
+static void authenticate(struct job *j);
+
+static void on_jwks_refreshed(void *arg)
+{
+    /* Decided with whatever set there is now; no second wait. */
+    authenticate(arg);
+}
+
+/*
+ * Authenticate, then run j->after_auth. A token whose kid the JWKS lacks
+ * waits (asynchronously, at most JWKSRC_WAIT_MS) for one refresh.
+ */
+static void authenticate(struct job *j)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(j->http);
     const char *authz = evhttp_find_header(h, "Authorization");
     const struct gw_config *c = j->cfg;
     struct auth_params p = {c->auth.algs, c->auth.issuer, c->auth.audience, c->auth.leeway_s, c->auth.max_age_s};
+    const struct auth_keyset *keys = current_keys(j);
     const char *tok;
+    size_t len;
     enum auth_err e;
-    char reason[64];
+    char reason[64], kid[AUTH_KID_MAX + 1];
+    double now = (double)clock_wall_ms() / 1000.0;
+    int cache = c->auth.token_cache && keys != NULL;
 
     if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0) {
         refuse(j, 401, "no_token", "unauthenticated", "A bearer token is required",
                "Send Authorization: Bearer <JWT>", 0, "Bearer");
-        return -1;
+        return;
     }
     if (header_count(h, "Authorization") > 1) {
         refuse(j, 401, "invalid_token:malformed", "invalid-token", "The bearer token was not accepted",
                "Authorization is sent more than once", 0, "Bearer error=\"invalid_token\"");
-        return -1;
+        return;
     }
     tok = authz + 7;
     while (*tok == ' ')
         tok++;
-    e = auth_verify(&p, c->keys, tok, strlen(tok), (double)clock_wall_ms() / 1000.0, &j->id);
+    len = strlen(tok);
+    if (cache && auth_cache_get(j->gw->token_cache, &p, tok, len, keys->id, c->generation, now, &j->id)) {
+        met_inc(j->gw->metrics, MET_TOKEN_CACHE_HITS);
+        j->after_auth(j);
+        return;
+    }
+    e = auth_verify(&p, keys, tok, len, now, &j->id);
+    if (e == AUTH_E_NO_KEY && c->auth.jwks_url != NULL && j->gw->jwks != NULL && !j->jwks_waited &&
+        auth_token_kid(tok, len, kid) == 0) {
+        j->jwks_waited = 1;
+        if (jwksrc_wait_refresh(j->gw->jwks, on_jwks_refreshed, j))
+            return;
+    }
     if (e != AUTH_OK) {
         snprintf(reason, sizeof(reason), "invalid_token:%s", auth_err_code(e));
         refuse(j, 401, reason, "invalid-token", "The bearer token was not accepted", auth_err_text(e), 0,
                e == AUTH_E_NO_TOKEN ? "Bearer" : "Bearer error=\"invalid_token\"");
-        return -1;
+        return;
     }
-    return 0;
+    if (cache) {
+        met_inc(j->gw->metrics, MET_TOKEN_CACHE_MISSES);
+        auth_cache_put(j->gw->token_cache, tok, len, keys->id, c->generation, &j->id);
+    }
+    j->after_auth(j);
 }
 
 static int sign_attempt(void *arg, int attempt, struct buf *out)
@@ -669,9 +711,10 @@ void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind
                0, NULL);
         return;
     }
-    if (check_hygiene(j) != 0 || authenticate(j) != 0)
+    if (check_hygiene(j) != 0)
         return;
-    decide(j);
+    j->after_auth = decide;
+    authenticate(j);
 }
 
 static void on_audit_read_durable(void *arg, int ok)
@@ -719,12 +762,11 @@ static void on_audit_page(void *arg, int ok, char *page, size_t count, uint64_t 
     submit(j, &b, 1, on_audit_read_durable, j);
 }
 
+static void audit_read_authorized(struct job *j);
+
 void jobs_audit_read(struct gw *gw, struct evhttp_request *req, const char *request_id)
 {
     struct job *j = job_new(gw, req, "", request_id);
-    const char *teams[AUTH_MAX_TEAMS], *why = NULL, *uri, *qs;
-    size_t nteams;
-    struct ar_query q;
 
     if (j == NULL) {
         srv_problem(gw->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
@@ -735,8 +777,18 @@ void jobs_audit_read(struct gw *gw, struct evhttp_request *req, const char *requ
         refuse(j, 405, "method_not_allowed", "method-not-allowed", "Only GET is allowed on /audit", NULL, 0, NULL);
         return;
     }
-    if (authenticate(j) != 0)
-        return;
+    j->after_auth = audit_read_authorized;
+    authenticate(j);
+}
+
+static void audit_read_authorized(struct job *j)
+{
+    struct gw *gw = j->gw;
+    struct evhttp_request *req = j->http;
+    const char *teams[AUTH_MAX_TEAMS], *why = NULL, *uri, *qs;
+    size_t nteams;
+    struct ar_query q;
+
     nteams = auth_teams(j->id.claims, j->cfg->auth.team_claim, j->cfg->auth.team_prefix, teams, AUTH_MAX_TEAMS);
     for (size_t i = 0; i < nteams && j->team == NULL; i++)
         if (pol_is_auditor(j->cfg->policy, teams[i])) {

@@ -214,6 +214,7 @@ int jwks_parse(const char *doc, size_t len, int algs, struct auth_keyset **out, 
         goto out;
     }
     rc = (int)ks->n;
+    ks->id = auth_keyset_next_id();
     *out = ks;
     ks = NULL;
 out:

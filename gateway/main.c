@@ -6,11 +6,13 @@
  */
 #include "audit.h"
 #include "auditread.h"
+#include "auth.h"
 #include "clock.h"
 #include "config.h"
 #include "creds.h"
 #include "gw.h"
 #include "jobs.h"
+#include "jwksrc.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -35,6 +37,7 @@
 #define REFUSAL_CLIENTS_MAX 10000
 #define DRAIN_POLL_MS 50
 #define AUDIT_READS_MAX 2 /* concurrent GET /audit scans */
+#define TOKEN_CACHE_SLOTS 16384
 
 static void usage(FILE *f)
 {
@@ -133,7 +136,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     (void)sig;
     (void)what;
     buf_init(&err, 64 * 1024);
-    next = cfg_load(d->config_path, &err);
+    next = cfg_load(d->config_path, 0, &err);
     if (next == NULL) {
         if (err.len > 0)
             err.p[err.len - 1] = '\0';
@@ -151,6 +154,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         met_inc(gw->metrics, MET_RELOAD_FAILURES);
         cfg_unref(next);
         return;
+    }
+    if (next->auth.jwks_url != NULL) {
+        struct jwksrc_opts jo = {next->auth.jwks_url, next->auth.jwks_ca_file, next->auth.algs,
+                                 next->auth.jwks_refresh_s};
+        if (gw->jwks != NULL)
+            jwksrc_reconfigure(gw->jwks, &jo);
+        else
+            gw->jwks = jwksrc_new(gw->base, gw->metrics, &jo, NULL);
     }
     cfg_unref(gw->cfg);
     gw->cfg = next;
@@ -210,8 +221,20 @@ static int run(struct gw_config *cfg, const char *config_path)
     gw.up = up_new(gw.base, 1024);
     gw.refusals = rl_refusals_new(REFUSALS_PER_MINUTE, 60 * 1000, REFUSAL_CLIENTS_MAX);
     gw.reader = ar_new(gw.base, AUDIT_READS_MAX);
-    if (gw.up == NULL || gw.refusals == NULL || gw.reader == NULL)
+    gw.token_cache = auth_cache_new(TOKEN_CACHE_SLOTS);
+    if (gw.up == NULL || gw.refusals == NULL || gw.reader == NULL || gw.token_cache == NULL)
         goto out;
+    if (cfg->auth.jwks_url != NULL) {
+        struct jwksrc_opts jo = {cfg->auth.jwks_url, cfg->auth.jwks_ca_file, cfg->auth.algs,
+                                 cfg->auth.jwks_refresh_s};
+        /* The key source takes over the set fetched at start-up. */
+        gw.jwks = jwksrc_new(gw.base, gw.metrics, &jo, cfg->keys);
+        cfg->keys = NULL;
+        if (gw.jwks == NULL)
+            goto out;
+    }
+    if (cfg->key_report != NULL)
+        log_info("%s", cfg->key_report);
     gw.srv = srv_new(&gw, cfg, &err);
     if (gw.srv == NULL)
         goto out;
@@ -239,6 +262,8 @@ out:
         jobs_sweep_refusals(&gw, 1);
     srv_free(gw.srv);
     ar_free(gw.reader);
+    jwksrc_free(gw.jwks);
+    auth_cache_free(gw.token_cache);
     up_free(gw.up);
     audit_free(gw.audit);
     rl_refusals_free(gw.refusals);
@@ -291,9 +316,11 @@ int main(int argc, char **argv)
     creds_capture_env();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     buf_init(&err, 64 * 1024);
-    cfg = cfg_load(path, &err);
+    cfg = cfg_load(path, CFG_FETCH_JWKS, &err);
     if (check) {
         if (cfg != NULL) {
+            if (cfg->key_report != NULL)
+                printf("%s\n", cfg->key_report);
             printf("%s: OK\n", path);
             rc = 0;
         } else {

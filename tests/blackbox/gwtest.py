@@ -257,7 +257,8 @@ class Gateway:
         }
         for k, v in (config or {}).items():
             if isinstance(v, dict) and isinstance(cfg.get(k), dict):
-                cfg[k] = dict(cfg[k], **v)
+                # A None value removes the key from the section.
+                cfg[k] = {kk: vv for kk, vv in dict(cfg[k], **v).items() if vv is not None}
             elif v is None:
                 cfg.pop(k, None)
             else:

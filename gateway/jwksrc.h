@@ -1,0 +1,56 @@
+/*
+ * jwksrc: the verification keys of an identity provider's JWKS URL, kept
+ * fresh. Fetched with libcurl on the event loop (never blocking it), https
+ * only (loopback http for tests), TLS verified, size-capped, with timeouts;
+ * refreshed every jwks_refresh_seconds, and early when a token names an
+ * unknown kid — at most once per 30 s whatever the number of such tokens.
+ * A failed refresh keeps the last good key set.
+ */
+#ifndef GW_JWKSRC_H
+#define GW_JWKSRC_H
+
+#include "auth.h"
+#include "buf.h"
+
+#include <event2/event.h>
+
+#define JWKSRC_EARLY_MIN_MS 30000 /* at most one early refresh per 30 s */
+#define JWKSRC_WAIT_MS 2000       /* a request waits at most this for it */
+
+struct metrics;
+struct jwksrc;
+
+struct jwksrc_opts {
+    const char *url;     /* borrowed for the call */
+    const char *ca_file; /* or NULL: system store */
+    int algs;
+    long refresh_s;
+};
+
+/*
+ * Fetch once, blocking (start-up and --check-config only, before the loop
+ * serves anything). Returns the number of usable keys and *out, or -1 with
+ * the reason in report; report also gets one line per skipped key.
+ */
+int jwksrc_fetch_blocking(const struct jwksrc_opts *o, struct auth_keyset **out, struct buf *report);
+
+/* Keep the keys of o->url fresh; initial (owned, may be NULL) is the set to
+ * start with. NULL on failure. */
+struct jwksrc *jwksrc_new(struct event_base *base, struct metrics *m, const struct jwksrc_opts *o,
+                          struct auth_keyset *initial);
+/* Waiting requests are dropped (their callbacks do not run). NULL-safe. */
+void jwksrc_free(struct jwksrc *j);
+/* Adopt new options (reload); a new URL is fetched at once. */
+void jwksrc_reconfigure(struct jwksrc *j, const struct jwksrc_opts *o);
+/* The current key set (borrowed: valid until the loop runs again). */
+const struct auth_keyset *jwksrc_keys(const struct jwksrc *j);
+
+/*
+ * A token names a kid the current set lacks. Returns 1 when a refresh is
+ * running or may start now: fn(arg) runs on the loop once it is done or
+ * after JWKSRC_WAIT_MS, whichever comes first. Returns 0 when no refresh is
+ * allowed now (the caller decides at once).
+ */
+int jwksrc_wait_refresh(struct jwksrc *j, void (*fn)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,251 @@
+"""Real identity providers: keys from a JWKS URL, selected by kid, refreshed
+on rotation without refresh storms, and never taken from the token."""
+import base64
+import concurrent.futures
+import http.server
+import json
+import os
+import threading
+import time
+import uuid
+
+import jwt as pyjwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+import gwtest
+
+
+def b64u_int(n, length=None):
+    length = length or (n.bit_length() + 7) // 8
+    return base64.urlsafe_b64encode(n.to_bytes(length, "big")).rstrip(b"=").decode()
+
+
+def rsa_jwk(key, kid, **extra):
+    pn = key.public_key().public_numbers()
+    d = {"kty": "RSA", "kid": kid, "use": "sig", "n": b64u_int(pn.n), "e": b64u_int(pn.e)}
+    d.update(extra)
+    return d
+
+
+def ec_jwk(key, kid, **extra):
+    pn = key.public_key().public_numbers()
+    d = {"kty": "EC", "kid": kid, "use": "sig", "crv": "P-256", "x": b64u_int(pn.x, 32), "y": b64u_int(pn.y, 32)}
+    d.update(extra)
+    return d
+
+
+class IdP:
+    """A pretend identity provider serving /jwks.json; counts every fetch."""
+
+    def __init__(self):
+        self.r1 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.r2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.r3 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.e1 = ec.generate_private_key(ec.SECP256R1())
+        self.doc = {"keys": [rsa_jwk(self.r1, "r1"), rsa_jwk(self.r2, "r2"), ec_jwk(self.e1, "e1")]}
+        self.down = False
+        self.hits = {}
+        idp = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                idp.hits[self.path] = idp.hits.get(self.path, 0) + 1
+                if idp.down or self.path != "/jwks.json":
+                    self.send_response(503 if idp.down else 404)
+                    self.end_headers()
+                    return
+                body = json.dumps(idp.doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d/jwks.json" % self.port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def fetches(self):
+        return self.hits.get("/jwks.json", 0)
+
+    def token(self, kid, key=None, alg="RS256", headers=None, **claims):
+        keys = gwtest.Keys.__new__(gwtest.Keys)
+        c = gwtest.Keys.claims(keys, **claims)
+        h = dict(headers or {})
+        if kid is not None:
+            h["kid"] = kid
+        if key is None:
+            key = {"r1": self.r1, "r2": self.r2, "r3": self.r3, "e1": self.e1}.get(kid, self.r1)
+        return pyjwt.encode(c, key, algorithm=alg, headers=h)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def idp():
+    i = IdP()
+    yield i
+    i.stop()
+
+
+def jwks_gateway(make_gateway, sim, idp, **auth):
+    a = {"algorithms": ["RS256", "ES256"], "key_file": None, "jwks_url": idp.url}
+    a.update(auth)
+    return make_gateway(sim.url, config={"auth": a})
+
+
+def metric(gw, name):
+    text = gwtest.request(gw.port, "GET", "/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_each_kid_accepted(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp)
+    assert idp.fetches() == 1  # at start-up
+    assert gw.delete("j-ok1", idp.token("r1")).status == 200
+    assert gw.delete("j-bp1ready", idp.token("r2")).status == 200
+    assert gw.delete("j-bp2abcdef", idp.token("e1", alg="ES256")).status == 200
+    assert gw.delete("j-ok2", idp.token("r1", headers={"typ": "at+jwt"})).status == 404  # at+jwt accepted
+    assert idp.fetches() == 1
+    assert "3 usable keys" in gw.log()
+
+
+def test_unknown_kid_is_401_after_at_most_one_refresh(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    t0 = time.time()
+    r = gw.delete("j-ok1", idp.token("nobody", key=other))
+    assert r.status == 401 and time.time() - t0 < 3
+    assert "no verification key" in r.json()["detail"]
+    assert idp.fetches() == 2
+    assert sim.requests() == []
+
+
+def test_rotation_mid_run(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp)
+    assert gw.delete("j-ok1", idp.token("r1")).status == 200
+    idp.doc = {"keys": [rsa_jwk(idp.r3, "r3")]}
+    # The first token with the new kid triggers one refresh and waits for it.
+    assert gw.delete("j-bp2abcdef", idp.token("r3")).status == 200
+    assert idp.fetches() == 2
+    # The old key is gone from the set: its tokens are refused now.
+    assert gw.delete("j-bp1ready", idp.token("r1")).status == 401
+
+
+def test_junk_kids_cause_at_most_one_fetch(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tokens = [idp.token("junk-%s" % uuid.uuid4().hex, key=other) for _ in range(1000)]
+    before = idp.fetches()
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        statuses = list(ex.map(lambda t: gw.delete("j-ok1", t).status, tokens))
+    assert statuses == [401] * 1000
+    assert idp.fetches() - before <= 1
+    # Known keys were never disturbed.
+    assert gw.delete("j-ok1", idp.token("r1")).status == 200
+
+
+def test_idp_down_known_keys_keep_working(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp)
+    idp.down = True
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert gw.delete("j-ok1", idp.token("new-kid", key=other)).status == 401
+    assert gw.delete("j-ok1", idp.token("r1")).status == 200
+    assert metric(gw, "smc_gateway_jwks_refresh_failures_total") >= 1
+    assert "refresh failed, keeping the last good key set" in gw.log()
+
+
+def test_jwk_alg_pins_the_token_alg(make_gateway, sim, idp):
+    idp.doc = {"keys": [rsa_jwk(idp.r1, "r1", alg="RS256"), ec_jwk(idp.e1, "e1", alg="ES256")]}
+    gw = jwks_gateway(make_gateway, sim, idp)
+    pem = idp.r1.public_key().public_bytes(
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo)
+    import hashlib
+    import hmac
+    now = int(time.time())
+    claims = {"sub": "a", "iss": gwtest.ISSUER, "aud": gwtest.AUDIENCE, "exp": now + 600, "team": "migration"}
+    hs = gwtest.raw_token(b'{"alg":"HS256","kid":"r1"}', json.dumps(claims).encode(),
+                          lambda d: hmac.new(pem, d, hashlib.sha256).digest())
+    assert gw.delete("j-ok1", hs).status == 401
+    # An RS256 token under the EC key's kid: the JWK's alg says ES256.
+    assert gw.delete("j-ok1", idp.token("e1", key=idp.r1)).status == 401
+    assert sim.requests() == []
+
+
+def test_jku_is_never_fetched(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp)
+    evil = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tok = idp.token("evil", key=evil, headers={"jku": "http://127.0.0.1:%d/evil.json" % idp.port,
+                                                "x5u": "http://127.0.0.1:%d/evil.pem" % idp.port})
+    assert gw.delete("j-ok1", tok).status == 401
+    assert idp.hits.get("/evil.json", 0) == 0 and idp.hits.get("/evil.pem", 0) == 0
+
+
+def test_malformed_entries_skipped_not_fatal(make_gateway, sim, idp, keys):
+    idp.doc = {"keys": [
+        {"kty": "RSA", "kid": "bad-n", "n": "!!!", "e": "AQAB"},
+        {"kty": "oct", "kid": "sym", "k": "c2VjcmV0"},
+        rsa_jwk(idp.r2, "enc", use="enc"),
+        {"kty": "EC", "kid": "bad-curve", "crv": "P-192", "x": "AA", "y": "AA"},
+        "not-an-object",
+        rsa_jwk(idp.r1, "r1"),
+    ]}
+    g = gwtest.Gateway(sim.folder, keys, sim.url, start=False,
+                       config={"auth": {"algorithms": ["RS256"], "key_file": None, "jwks_url": idp.url}})
+    rc, out = g.check_config()
+    assert rc == 0, out
+    assert "1 usable keys" in out
+    for why in ['kid "bad-n": skipped', 'kid "sym": skipped', 'kid "enc": skipped: use is not "sig"',
+                'kid "bad-curve": skipped', "key #4: skipped"]:
+        assert why in out, out
+    gw = jwks_gateway(make_gateway, sim, idp)
+    assert gw.delete("j-ok1", idp.token("r1")).status == 200
+
+
+def test_token_without_kid_needs_a_single_candidate(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp)
+    assert gw.delete("j-ok1", idp.token(None, key=idp.r1)).status == 401  # two RSA keys: ambiguous
+    assert gw.delete("j-ok1", idp.token(None, key=idp.e1, alg="ES256")).status == 200  # one EC key
+
+
+def test_nested_team_claim_with_prefix(make_gateway, sim, idp):
+    gw = jwks_gateway(make_gateway, sim, idp, team_claim="realm_access.roles", team_prefix="smc-")
+    tok = idp.token("r1", team=None, realm_access={"roles": ["offline_access", "smc-migration"]})
+    r = gw.delete("j-ok1", tok)
+    assert r.status == 200, r
+    assert gw.audit_for(r.header("X-Request-Id"))[0]["team"] == "migration"
+
+
+def test_start_refused_without_a_key_set(sim, idp, keys):
+    idp.down = True
+    g = gwtest.Gateway(sim.folder, keys, sim.url, start=False,
+                       config={"auth": {"algorithms": ["RS256"], "key_file": None, "jwks_url": idp.url}})
+    rc, out = g.run_expect_exit()
+    assert rc == 1 and "auth.jwks_url: no usable key set" in out and "503" in out, out
+
+
+def test_jwks_file(make_gateway, sim, idp, workdir):
+    path = os.path.join(workdir, "jwks.json")
+    with open(path, "w") as f:
+        json.dump(idp.doc, f)
+    gw = make_gateway(sim.url, config={"auth": {"algorithms": ["RS256", "ES256"], "key_file": None,
+                                                "jwks_file": path}})
+    assert gw.delete("j-ok1", idp.token("r2")).status == 200
+
+
+def test_exactly_one_key_source(sim, idp, keys):
+    g = gwtest.Gateway(sim.folder, keys, sim.url, start=False,
+                       config={"auth": {"algorithms": ["RS256"], "jwks_url": idp.url}})
+    rc, out = g.check_config()
+    assert rc == 1 and "exactly one key source" in out
