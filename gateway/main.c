@@ -348,5 +348,9 @@ out:
     buf_free(&err);
     creds_release_env();
     curl_global_cleanup();
+#if defined(__SANITIZE_ADDRESS__)
+    /* LeakSanitizer inspects the process at exit and needs it dumpable. */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+#endif
     return rc;
 }

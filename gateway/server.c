@@ -127,6 +127,21 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     conn_gone(arg);
 }
 
+/*
+ * Close a connection under evhttp's feet: discard what it has not read yet
+ * (after shutdown Linux still delivers queued bytes, and evhttp would act on
+ * them), then shut the socket; evhttp sees end-of-file and frees it.
+ */
+static void kill_conn(struct srv_conn *c)
+{
+    char sink[4096];
+    int rounds = 64;
+
+    while (rounds-- > 0 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+        ;
+    shutdown(c->fd, SHUT_RDWR);
+}
+
 static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct srv_conn *c = arg;
@@ -138,8 +153,7 @@ static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
     met_inc(c->srv->gw->metrics, MET_HEAD_TIMEOUTS);
     log_info("closing connection fd %d: no complete request within limits.header_timeout_ms (%ld)", c->fd,
              c->srv->head_timeout_ms);
-    /* evhttp sees end-of-file and frees the connection (then on_conn_close). */
-    shutdown(c->fd, SHUT_RDWR);
+    kill_conn(c);
 }
 
 static void arm_head_deadline(struct srv_conn *c)
@@ -179,7 +193,7 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (c->proxy_pending && take_proxy_header(c) != 0) {
-        shutdown(c->fd, SHUT_RDWR);
+        kill_conn(c);
         return;
     }
     if (c->state == CONN_IDLE)

@@ -13,4 +13,4 @@ deps-bench:
 	@sh tests/deps.sh bench
 
 bench: deps-bench all
-	@bash tests/bench/bench.sh $(BUILD)
+	@PYTHON=$(PYTHON) bash tests/bench/bench.sh $(BUILD)

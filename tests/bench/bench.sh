@@ -30,6 +30,7 @@ rss_conns=${BENCH_RSS_CONNECTIONS:-1000}
 profile=${BENCH_PROFILE:-0}
 wait_idle=${BENCH_WAIT_IDLE:-0}
 bench_dir=${BENCH_DIR:-$build/bench}
+PYTHON=${PYTHON:-/usr/bin/python3}
 
 GATEWAY=$build/smc-gateway
 AUDIT_TOOL=$build/smc-gateway-audit
@@ -50,7 +51,7 @@ note() {
 
 # ---------------------------------------------------------------- preflight
 
-for tool in wrk nginx haproxy openssl curl python3; do
+for tool in wrk nginx haproxy openssl curl "$PYTHON"; do
     command -v "$tool" >/dev/null || die "$tool is missing (sh tests/deps.sh bench installs it)"
 done
 for prog in "$GATEWAY" "$SIM" "$TOKEN_TOOL"; do
@@ -61,12 +62,14 @@ for n in "$rounds" "$secs" "$conns" "$threads" "$warmup" "$lat_ms" "$lat_conns" 
 done
 [ "$rounds" -ge 1 ] && [ "$secs" -ge 1 ] || die "BENCH_ROUNDS and BENCH_SECONDS must be at least 1"
 
-haproxy_version=$(haproxy -v | sed -n 's/^HA-\{0,1\}Proxy version \([0-9][0-9.]*\).*/\1/p' | head -n 1)
+# (Whole outputs first: with pipefail, grep -q closing a pipe early fails it.)
+haproxy_vv=$(haproxy -vv 2>&1 || true)
+haproxy_version=$(printf '%s\n' "$haproxy_vv" | sed -n 's/^HA-\{0,1\}Proxy version \([0-9][0-9.]*\).*/\1/p' | sed -n 1p)
 case "$haproxy_version" in
 1.* | 2.[0-4] | 2.[0-4].*) die "HAProxy $haproxy_version has no jwt_verify (2.5 or later is needed)" ;;
 '') die "cannot read HAProxy's version from haproxy -v" ;;
 esac
-haproxy -vv 2>/dev/null | grep -q -- '+OPENSSL' || die "this HAProxy is built without OpenSSL: no jwt_verify"
+case "$haproxy_vv" in *+OPENSSL*) ;; *) false ;; esac || die "this HAProxy is built without OpenSSL: no jwt_verify"
 
 # wrk, the proxies and the gateway need a descriptor per connection (the
 # gateway two: caller and upstream); children inherit the raised limit.
@@ -99,6 +102,7 @@ audit_dir=$(cd "$bench_dir" && pwd)
 pids=()
 gw_pid=""
 sampler_pid=""
+wrk_pid=""
 
 stop_pid() {
     local pid=$1 i
@@ -115,6 +119,7 @@ stop_pid() {
 cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
+    stop_pid "$wrk_pid"
     stop_pid "$sampler_pid"
     stop_pid "$gw_pid"
     for pid in "${pids[@]}"; do
@@ -129,7 +134,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # wait_port PORT PID NAME LOG: until PORT accepts connections, or PID exits.
@@ -167,7 +172,7 @@ token=$("$TOKEN_TOOL" --alg RS256 --key "$work/jwt.key" --sub alice@example.com 
     --iss "$ISSUER" --aud "$AUDIENCE" --ttl 3600)
 # Same header and claims, one signature character changed (not the last,
 # whose low bits may be padding): must be refused.
-tampered=$(python3 -c '
+tampered=$("$PYTHON" -c '
 import sys
 t = sys.argv[1]
 i = len(t) - 10
@@ -230,7 +235,7 @@ gw_port=$(free_port)
 # gw_config FILE ENDPOINT AUDIT_FILE EXTRA_JSON: the gateway's config, with
 # EXTRA_JSON merged in (objects key by key).
 gw_config() {
-    python3 - "$@" "$gw_port" "$work" "$ISSUER" "$AUDIENCE" <<'PY'
+    "$PYTHON" - "$@" "$gw_port" "$work" "$ISSUER" "$AUDIENCE" <<'PY'
 import json, sys
 path, endpoint, audit, extra, port, work, issuer, audience = sys.argv[1:9]
 cfg = {
@@ -257,7 +262,7 @@ PY
 }
 
 merge_json() {
-    python3 -c '
+    "$PYTHON" -c '
 import json, sys
 def merge(a, b):
     for k, v in b.items():
@@ -288,7 +293,7 @@ probe() { # probe LABEL JSON...: first accepted candidate wins
     for cand in "$@"; do
         if accepts "$(merge_json "$gw_extra" "$cand")"; then
             gw_extra=$(merge_json "$gw_extra" "$cand")
-            features+=("$label=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]);
+            features+=("$label=$("$PYTHON" -c 'import json,sys; d=json.loads(sys.argv[1]);
 while isinstance(d, dict): d = next(iter(d.values()))
 print(json.dumps(d))' "$cand")")
             return 0
@@ -303,6 +308,7 @@ fi
 probe limits.max_connections '{"limits": {"max_connections": 4096}}' '{"limits": {"max_connections": 2048}}' || true
 probe limits.max_upstream_concurrency '{"limits": {"max_upstream_concurrency": 2048}}' \
     '{"limits": {"max_upstream_concurrency": 1024}}' || true
+probe limits.max_upstream_queue '{"limits": {"max_upstream_queue": 4096}}' || true
 if accepts "$(merge_json "$gw_extra" '{"auth": {"token_cache": true}}')" &&
     accepts "$(merge_json "$gw_extra" '{"auth": {"token_cache": false}}')"; then
     token_cache=yes
@@ -328,6 +334,7 @@ variant_extra() {
 gw_runs=0
 audit_requests=0
 audit_entries=0
+audit_service=0
 audit_bad=0
 audit_verified=0
 audit_verify_tool=no
@@ -355,13 +362,18 @@ stop_gateway() {
     stop_pid "$gw_pid"
     gw_pid=""
     cp "$work/gateway-$tag.json" "$out/configs/gateway-$tag.json"
-    counts=$(python3 - "$gw_audit" "$refused" <<'PY'
+    # Request entries carry a request_id; the rest (checkpoints, ...) are
+    # the gateway's own and only counted.
+    counts=$("$PYTHON" - "$gw_audit" "$refused" <<'PY'
 import json, sys
-lines = allow = outcome_ok = refused = other = 0
+lines = allow = outcome_ok = refused = other = service = 0
 with open(sys.argv[1], "rb") as f:
     for raw in f:
-        lines += 1
         e = json.loads(raw)
+        if "request_id" not in e:
+            service += 1
+            continue
+        lines += 1
         if e.get("event") == "decision" and e.get("decision") == "allow":
             allow += 1
         elif e.get("event") == "outcome" and e.get("status") == 200 and e.get("result") == "deleted":
@@ -371,12 +383,12 @@ with open(sys.argv[1], "rb") as f:
         else:
             other += 1
 bad = int(allow != outcome_ok or other != 0 or refused != int(sys.argv[2]) or lines != 2 * outcome_ok + refused)
-print(outcome_ok, lines - refused, bad)
+print(outcome_ok, lines - refused, service, bad)
 PY
     )
-    read -r n lines bad <<<"$counts"
+    read -r n lines service bad <<<"$counts"
     for f in "$@"; do
-        want_ok=$((want_ok + $(python3 "$here/report.py" --ok-count "$f")))
+        want_ok=$((want_ok + $("$PYTHON" "$here/report.py" --ok-count "$f")))
         slack=$((slack + c))
     done
     if [ "$n" -lt "$want_ok" ] || [ "$n" -gt $((want_ok + slack)) ]; then
@@ -399,6 +411,7 @@ PY
     gw_runs=$((gw_runs + 1))
     audit_requests=$((audit_requests + n))
     audit_entries=$((audit_entries + lines))
+    audit_service=$((audit_service + service))
     # 2 lines of ~0.5 KB per request: do not keep hundreds of MB per run.
     rm -f "$gw_audit"
 }
@@ -448,11 +461,17 @@ run_wrk() {
     haproxy) port=$haproxy_port pid=$haproxy_pid ;;
     *) port=$gw_port pid=$gw_pid ;;
     esac
-    python3 "$here/wrkrun.py" "$4" $$ "$pid" "$wait_idle" -- wrk -t"$threads" -c"$2" -d"$3"s --timeout 10s --latency \
-        -s "$here/delete.lua" "http://127.0.0.1:$port/jobs/j-bench1" || {
+    # In the background so that a signal to the bench acts at once (bash
+    # runs traps only between foreground commands); cleanup stops it.
+    "$PYTHON" "$here/wrkrun.py" "$4" $$ "$pid" "$wait_idle" -- wrk -t"$threads" -c"$2" -d"$3"s --timeout 10s \
+        --latency -s "$here/delete.lua" "http://127.0.0.1:$port/jobs/j-bench1" &
+    wrk_pid=$!
+    if ! wait "$wrk_pid"; then
+        wrk_pid=""
         cat "$4" >&2
         die "wrk failed (output above)"
-    }
+    fi
+    wrk_pid=""
 }
 
 # bench_one SERVER CONNS SECONDS OUTPUT TAG: one wrk run against one server.
@@ -477,7 +496,7 @@ fi
 for r in $(seq 1 "$rounds"); do
     for s in "${servers[@]}"; do
         bench_one "$s" "$conns" "$secs" "$out/wrk/r$r-$s.txt" "r$r-$s"
-        note "round $r/$rounds $s: $(python3 "$here/report.py" --brief "$out/wrk/r$r-$s.txt")"
+        note "round $r/$rounds $s: $("$PYTHON" "$here/report.py" --brief "$out/wrk/r$r-$s.txt")"
     done
 done
 
@@ -527,7 +546,7 @@ start_gateway "$lat_variant" "$sim_url" latency
 want_body='"upstream_request_id":"'
 check "smc-gateway -> smc-sim" 200 -X DELETE "${auth[@]}" "http://127.0.0.1:$gw_port/jobs/j-bench1"
 run_wrk gw "$lat_conns" "$secs" "$out/wrk/latency-$lat_conns.txt"
-note "latency-bound $lat_conns connections: $(python3 "$here/report.py" --brief "$out/wrk/latency-$lat_conns.txt")"
+note "latency-bound $lat_conns connections: $("$PYTHON" "$here/report.py" --brief "$out/wrk/latency-$lat_conns.txt")"
 hwm_before_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status")
 
 # Sample the gateway's RSS and the requests the simulator holds while the
@@ -536,7 +555,7 @@ hwm_before_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status")
     while kill -0 "$gw_pid" 2>/dev/null; do
         rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$gw_pid/status" 2>/dev/null || echo 0)
         pending=$(curl -s --max-time 1 "${sim_url}_sim/stats" |
-            python3 -c 'import json,sys; print(json.load(sys.stdin).get("pending", 0))' 2>/dev/null || echo 0)
+            "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin).get("pending", 0))' 2>/dev/null || echo 0)
         echo "$(date +%s.%N) rss_kb=$rss sim_pending=$pending"
         sleep 0.5
     done
@@ -545,7 +564,7 @@ sampler_pid=$!
 run_wrk gw "$rss_conns" "$secs" "$out/wrk/latency-$rss_conns.txt"
 stop_pid "$sampler_pid"
 sampler_pid=""
-note "latency-bound $rss_conns connections: $(python3 "$here/report.py" --brief "$out/wrk/latency-$rss_conns.txt")"
+note "latency-bound $rss_conns connections: $("$PYTHON" "$here/report.py" --brief "$out/wrk/latency-$rss_conns.txt")"
 hwm_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status")
 rss_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$gw_pid/status")
 gw_nofile=$(awk '/^Max open files/ {print $4}' "/proc/$gw_pid/limits")
@@ -555,7 +574,9 @@ stop_pid "$sim_pid"
 
 # ---------------------------------------------------------------- table
 
-cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+nginx_version=$(nginx -v 2>&1 | sed -n 's|^nginx version: nginx/||p' || true)
+wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
 cat >"$out/meta.env" <<EOF
 cpus=$(nproc)
 cpu_model=$cpu_model
@@ -581,16 +602,17 @@ sim_max_pending=${max_pending:-0}
 audit_runs=$gw_runs
 audit_requests=$audit_requests
 audit_entries=$audit_entries
+audit_service_entries=$audit_service
 audit_bad=$audit_bad
 audit_verified=$audit_verified
 audit_verify_tool=$audit_verify_tool
 haproxy_version=$haproxy_version
-nginx_version=$(nginx -v 2>&1 | sed 's|.*/||')
-wrk_version=$(wrk -v 2>&1 | head -n 1 | awk '{print $2}')
+nginx_version=$nginx_version
+wrk_version=$wrk_version
 EOF
 
 status=0
-python3 "$here/report.py" --table "$out" >"$out/table.txt" || status=$?
+"$PYTHON" "$here/report.py" --table "$out" >"$out/table.txt" || status=$?
 cat "$out/table.txt"
 echo "raw wrk outputs, configs and logs: $out"
 [ "$audit_bad" -eq 0 ] || { note "the audit files did not match the requests served"; status=1; }

@@ -157,8 +157,10 @@ def table(outdir):
     else:
         chain = "chain not verified (no smc-gateway-audit)"
     ok = "OK" if meta["audit_bad"] == "0" and entries == 2 * n else "MISMATCH in %s files" % meta["audit_bad"]
-    out.append("audit: %s requests → %s entries (%s), %s; %d gateway runs" % (
-        "{:,}".format(n), "{:,}".format(entries), ok, chain, runs_n))
+    service = int(meta.get("audit_service_entries", 0))
+    out.append("audit: %s requests → %s entries (%s)%s, %s; %d gateway runs" % (
+        "{:,}".format(n), "{:,}".format(entries), ok,
+        " + %s of the gateway's own (checkpoints…)" % "{:,}".format(service) if service else "", chain, runs_n))
     out.append("gateway config keys: %s" % meta["features"])
     if total_errors:
         out.append("ERRORS: %d requests were not answered 2xx or hit socket errors (see the wrk outputs)"

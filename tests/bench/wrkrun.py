@@ -19,6 +19,7 @@ then says how long it waited (waited=), and whether it gave up (busy=1).
 Exits with wrk's status.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -118,6 +119,13 @@ def main(argv):
     t0 = time.monotonic()
     with open(output, "wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+
+        def forward(sig, frame):
+            # Stopped by the bench (Ctrl-C, exit): take wrk along.
+            proc.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
         _, status, ru = os.wait4(proc.pid, 0)
     secs = time.monotonic() - t0
     b = snapshot(bench_pid, server_pids)

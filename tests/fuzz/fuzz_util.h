@@ -59,6 +59,25 @@ static inline char *fuzz_dup(const void *p, size_t len, int nul)
     return s;
 }
 
+/* base64url without padding of n bytes into out (4 * ceil(n / 3) + 1 bytes); returns the length. */
+static inline size_t fuzz_b64url(char *out, const unsigned char *in, size_t n)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = a[v >> 18 & 63];
+        out[o++] = a[v >> 12 & 63];
+        if (i + 1 < n)
+            out[o++] = a[v >> 6 & 63];
+        if (i + 2 < n)
+            out[o++] = a[v & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
 /* A file that lives only in memory, reachable as /proc/self/fd/N. */
 struct fuzz_file {
     int fd;

@@ -242,7 +242,10 @@ static char *pubkey_pem(EVP_PKEY *pkey)
 
     PEM_write_bio_PUBKEY(bio, pkey);
     n = BIO_get_mem_data(bio, &data);
-    out = strndup(data, (size_t)n);
+    /* The BIO's memory is not NUL-terminated: copy exactly n bytes. */
+    out = malloc((size_t)n + 1);
+    memcpy(out, data, (size_t)n);
+    out[n] = '\0';
     BIO_free(bio);
     return out;
 }
