@@ -64,7 +64,8 @@ deps:
 	@sh tests/deps.sh base
 
 certs: deps
-	@sh certs/make-dev-certs.sh certs/dev
+	$(MAKE) $(BUILD)/smc-token
+	@sh certs/make-dev-certs.sh certs/dev $(BUILD)/smc-token
 
 unit: $(BUILD)/unit-tests $(BUILD)/smc-sim
 	$(BUILD)/unit-tests
@@ -78,10 +79,11 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) blackbox
 
+# make run JWKS=1: the gateway takes its keys from a JWKS URL (served by the simulator).
 run: deps
 	$(MAKE) all
-	@sh certs/make-dev-certs.sh certs/dev
-	@sh tests/run-demo.sh $(abspath $(BUILD))
+	@sh certs/make-dev-certs.sh certs/dev $(BUILD)/smc-token
+	@JWKS=$(JWKS) sh tests/run-demo.sh $(abspath $(BUILD))
 
 # make asan: the whole suite against an AddressSanitizer + UBSan build.
 # LeakSanitizer runs at every exit of every binary; a leak makes the exit

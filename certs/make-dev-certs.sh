@@ -1,10 +1,14 @@
 #!/bin/sh
 # Development keys and certificates for `make run` and the tests, made with
 # the openssl command line into an ignored folder (default certs/dev).
+# With a second argument (the smc-token program), also a JWKS document of the
+# demo JWT keys (jwks.json, kids demo-rs256 and demo-es256).
 # Idempotent: files that exist are kept. Private keys get mode 0600.
 # Never use these in production; see README.md, "TLS certificates".
 set -eu
 out=${1:-certs/dev}
+token_tool=${2:-}
+case "$token_tool" in ""|/*) ;; *) token_tool="$(pwd)/$token_tool" ;; esac
 mkdir -p "$out"
 chmod 0700 "$out"
 cd "$out"
@@ -61,5 +65,12 @@ if ! have credentials.json; then
         > credentials.json
 fi
 
+# The demo identity provider's JWKS (public keys only).
+if [ -n "$token_tool" ] && ! have jwks.json; then
+    "$token_tool" --jwks jwt-rs256.pub.pem:demo-rs256 jwt-es256.pub.pem:demo-es256 > jwks.json
+fi
+
 chmod 0600 ./*.key jwt-hs256.secret credentials.json
 chmod 0644 ./*.crt ./*.pem
+[ -f jwks.json ] && chmod 0644 jwks.json
+exit 0

@@ -1,7 +1,8 @@
 #!/bin/sh
 # make run: the local SMC simulator and the gateway in front of it, with the
 # development keys of certs/dev, and a curl line that deletes a demo job.
-# Ctrl-C stops both.
+# With JWKS=1 the gateway takes its JWT keys from a JWKS URL (the simulator
+# plays the identity provider's part). Ctrl-C stops both.
 set -eu
 build=${1:-build}
 top=$(pwd)
@@ -19,6 +20,17 @@ JOBS
 # The daemon refuses to run as root unless the config says so explicitly.
 allow_root=false
 [ "$(id -u)" -eq 0 ] && allow_root=true
+if [ "${JWKS:-}" = 1 ]; then
+    [ -f "$certs/jwks.json" ] || "$build/smc-token" --jwks "$certs/jwt-rs256.pub.pem:demo-rs256" \
+        "$certs/jwt-es256.pub.pem:demo-es256" > "$certs/jwks.json"
+    keys="\"algorithms\": [\"RS256\", \"ES256\"], \"jwks_url\": \"http://127.0.0.1:$sim_port/_sim/jwks\""
+    sim_jwks="--jwks $certs/jwks.json"
+    kid="--kid demo-rs256"
+else
+    keys="\"algorithms\": [\"RS256\"], \"key_file\": \"$certs/jwt-rs256.pub.pem\""
+    sim_jwks=""
+    kid=""
+fi
 cat > "$demo/gateway.json" <<CONF
 {
   "listen": "127.0.0.1:$gw_port",
@@ -32,8 +44,7 @@ cat > "$demo/gateway.json" <<CONF
     "client_auth": "optional"
   },
   "auth": {
-    "algorithms": ["RS256"],
-    "key_file": "$certs/jwt-rs256.pub.pem",
+    $keys,
     "issuer": "https://idp.example.com",
     "audience": "smc-gateway",
     "team_claim": "team"
@@ -45,9 +56,15 @@ cat > "$demo/gateway.json" <<CONF
 }
 CONF
 
+# shellcheck disable=SC2086 # sim_jwks is empty or two words
 "$build/smc-sim" --listen "127.0.0.1:$sim_port" --credentials "$certs/credentials.json" \
-    --jobs "$demo/jobs.json" 2> "$demo/sim.log" &
+    --jobs "$demo/jobs.json" $sim_jwks 2> "$demo/sim.log" &
 sim=$!
+# The gateway fetches the JWKS at start: the simulator must be up first.
+for _ in $(seq 1 50); do
+    curl -s -o /dev/null "http://127.0.0.1:$sim_port/_sim/health" && break
+    sleep 0.1
+done
 "$build/smc-gateway" -c "$demo/gateway.json" &
 gw=$!
 trap 'kill $gw $sim 2>/dev/null || true; wait $gw $sim 2>/dev/null || true; exit 0' INT TERM
@@ -61,7 +78,9 @@ for _ in $(seq 1 50); do
     sleep 0.1
 done
 
-token=$("$build/smc-token" --alg RS256 --key "$certs/jwt-rs256.key" --sub alice@example.com --team migration --ttl 43200)
+# shellcheck disable=SC2086 # kid is empty or two words
+token=$("$build/smc-token" --alg RS256 --key "$certs/jwt-rs256.key" --sub alice@example.com --team migration \
+    --ttl 43200 $kid)
 echo
 echo "smc-gateway is listening on https://localhost:$gw_port (simulated SMC API on :$sim_port,"
 echo "health and metrics on http://127.0.0.1:$admin_port/{healthz,readyz,metrics})."

@@ -505,16 +505,25 @@ done
 if [ "$profile" = 1 ]; then
     if command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null true >/dev/null 2>&1; then
         start_gateway "${gw_variants[0]}" "$static_url" profile
-        perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$gw_pid" -o "$out/perf.data" \
-            -- sleep "$secs" >"$out/logs/perf-record.log" 2>&1 &
+        # perf starts as wrk does (no idle wait) and stops a second early.
+        saved_wait_idle=$wait_idle
+        wait_idle=0
+        (
+            sleep 0.5
+            exec perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$gw_pid" -o "$out/perf.data" \
+                -- sleep "$((secs > 2 ? secs - 1 : 1))"
+        ) >"$out/logs/perf-record.log" 2>&1 &
         perf_pid=$!
         pids+=("$perf_pid")
         run_wrk gw "$conns" "$secs" "$out/wrk/profile.txt"
         wait "$perf_pid" || true
+        wait_idle=$saved_wait_idle
         stop_gateway profile 0 0 "$conns" "$out/wrk/profile.txt"
-        # Flat: where the CPU goes, per thread and per function. Children:
-        # the pipeline stages (own code) with everything they call.
-        perf report -i "$out/perf.data" --no-children --sort comm,dso,sym -g none --percent-limit 0.3 \
+        # Per thread (samples at 999 Hz: 999 a second is one busy core);
+        # flat (where the CPU goes); children (each function with all it
+        # calls: the pipeline's stages).
+        perf script -i "$out/perf.data" -F tid,comm 2>/dev/null | sort | uniq -c | sort -rn >"$out/perf-threads.txt" || true
+        perf report -i "$out/perf.data" --no-children --sort dso,sym -g none --percent-limit 0.3 \
             --stdio >"$out/perf-flat.txt" 2>/dev/null || true
         perf report -i "$out/perf.data" --children --sort sym -g none --percent-limit 1 \
             --stdio >"$out/perf-children.txt" 2>/dev/null || true

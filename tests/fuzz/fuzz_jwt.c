@@ -12,6 +12,10 @@
  *     encoded here and signed with the key the header's "alg" names, so that
  *     mutations of the JSON reach the claim checks instead of dying at the
  *     signature.
+ * A verified token is also put in a verified-token cache and must come back
+ * from it for the same key set and configuration generation only, and
+ * auth_token_kid (which reads a header before any verification) must agree
+ * with the kid verification reports.
  * "now" is fixed (2025-11-28T12:00:00Z) so that runs are reproducible.
  */
 #include "auth.h"
@@ -36,6 +40,7 @@ static struct auth_keyset *hmac_keyset(void)
 
     FUZZ_CHECK(ks != NULL && (ks->keys = calloc(1, sizeof(*ks->keys))) != NULL);
     ks->n = 1;
+    ks->id = auth_keyset_next_id();
     ks->keys[0].algs = AUTH_ALGS_HMAC;
     ks->keys[0].secret_len = strlen(hs_secret);
     ks->keys[0].secret = malloc(ks->keys[0].secret_len);
@@ -149,10 +154,33 @@ static void check_teams(const json_t *claims)
     }
 }
 
+/* A verified token in the cache: found again with the same key set and config generation only. */
+static void check_cache(const struct auth_params *p, const struct auth_keyset *ks, const char *tok, size_t len,
+                        uint64_t gen, const struct auth_identity *id)
+{
+    struct auth_cache *c = auth_cache_new(1);
+    struct auth_identity hit;
+
+    FUZZ_CHECK(c != NULL);
+    FUZZ_CHECK(auth_cache_get(c, p, tok, len, ks->id, gen, FUZZ_NOW, &hit) == 0 && hit.claims == NULL);
+    auth_cache_put(c, tok, len, ks->id, gen, id);
+    FUZZ_CHECK(auth_cache_get(c, p, tok, len, ks->id, gen, FUZZ_NOW, &hit) == 1);
+    FUZZ_CHECK(hit.claims == id->claims && hit.alg == id->alg && hit.exp == id->exp && hit.iat == id->iat);
+    FUZZ_CHECK(strcmp(hit.sub, id->sub) == 0 && strcmp(hit.kid, id->kid) == 0);
+    auth_identity_clear(&hit);
+    FUZZ_CHECK(auth_cache_get(c, p, tok, len, ks->id + 1, gen, FUZZ_NOW, &hit) == 0);
+    FUZZ_CHECK(auth_cache_get(c, p, tok, len, ks->id, gen + 1, FUZZ_NOW, &hit) == 0);
+    /* Once expired, never served. */
+    FUZZ_CHECK(auth_cache_get(c, p, tok, len, ks->id, gen, id->exp + (double)p->leeway_s, &hit) == 0);
+    auth_cache_free(c);
+}
+
 static void verify(const struct auth_params *p, const struct auth_keyset *ks, const char *tok, size_t len)
 {
     struct auth_identity id;
     enum auth_err e = auth_verify(p, ks, tok, len, FUZZ_NOW, &id);
+    char kid[AUTH_KID_MAX + 1];
+    int has_kid = auth_token_kid(tok, len, kid) == 0;
 
     FUZZ_CHECK(e >= AUTH_OK && e <= AUTH_E_INTERNAL);
     FUZZ_CHECK(auth_err_code(e) != NULL && auth_err_text(e) != NULL);
@@ -165,11 +193,16 @@ static void verify(const struct auth_params *p, const struct auth_keyset *ks, co
         FUZZ_CHECK(memchr(id.kid, '\0', sizeof(id.kid)) != NULL);
         if (p->issuer != NULL)
             FUZZ_CHECK(id.iss != NULL && strcmp(id.iss, p->issuer) == 0);
+        /* The kid reported is the header's, else the key's. */
+        FUZZ_CHECK(strcmp(id.kid, has_kid ? kid : ks->keys[0].kid) == 0);
         check_teams(id.claims);
+        check_cache(p, ks, tok, len, p->max_age_s > 0 ? 2 : 1, &id);
     } else {
         /* Claims of a refused token are never exposed. */
         FUZZ_CHECK(id.claims == NULL && id.sub == NULL && id.iss == NULL && id.jti == NULL);
     }
+    if (has_kid)
+        FUZZ_CHECK(kid[0] != '\0' && strlen(kid) <= AUTH_KID_MAX);
     auth_identity_clear(&id);
     FUZZ_CHECK(id.claims == NULL);
 }

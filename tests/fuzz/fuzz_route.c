@@ -1,12 +1,25 @@
 /*
- * fuzz_route: the request target as libevent hands it over (a C string of
- * any bytes), and the two header values with a syntax of their own
- * (X-Request-Id, X-Change-Ticket). A JobId that route_parse returns must be
- * valid and must be the bytes of the path, not something made up.
+ * fuzz_route: what a client controls in a request's head, before anything
+ * is authenticated. The same bytes go to every parser of it:
+ *   - the request target as libevent hands it over (a C string of any
+ *     bytes), through route_parse: a JobId it returns must be valid and must
+ *     be the bytes of the path, not something made up;
+ *   - the header values with a syntax of their own (X-Request-Id,
+ *     X-Change-Ticket), checked against an independent implementation;
+ *   - X-Forwarded-For behind fixed trusted proxies (px_xff_client), and the
+ *     PROXY protocol v1/v2 header at the start of a connection
+ *     (px_proxy_header, raw bytes), which must be stream-consistent: a
+ *     header found in n bytes is "need more" in fewer, never "not a header";
+ *   - a trusted_proxies entry (px_cidr_parse);
+ *   - GET /audit's query string (ar_parse_query).
  */
+#include "auditread.h"
+#include "proxy.h"
 #include "route.h"
 
 #include "fuzz_util.h"
+
+#include <arpa/inet.h>
 
 static int in_set(unsigned char c, const char *extra)
 {
@@ -25,6 +38,77 @@ static int ref_valid(const char *s, size_t max, const char *extra)
         if (!in_set((unsigned char)s[i], extra))
             return 0;
     return 1;
+}
+
+static int is_addr(const char *s)
+{
+    unsigned char a[16];
+
+    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+static struct px_cidr trusted[3];
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    FUZZ_CHECK(px_cidr_parse("10.0.0.0/8", &trusted[0]) == 0 && px_cidr_parse("192.168.1.7", &trusted[1]) == 0 &&
+               px_cidr_parse("fd00::/8", &trusted[2]) == 0);
+    return 0;
+}
+
+static void check_proxy(const uint8_t *data, size_t size)
+{
+    char src[PX_ADDR_MAX];
+    long n;
+
+    memset(src, 'x', sizeof(src));
+    n = px_proxy_header(data, size, src, sizeof(src));
+    FUZZ_SAY("route: PROXY header %ld \"%.*s\"\n", n, n > 0 ? (int)sizeof(src) : 0, src);
+    FUZZ_CHECK(n >= -1 && n <= (long)size && n <= 16 + 1024);
+    if (n <= 0)
+        return;
+    FUZZ_CHECK(memchr(src, '\0', sizeof(src)) != NULL);
+    if (src[0] != '\0')
+        FUZZ_CHECK(is_addr(src));
+    /* Stream consistency: the same header in exactly its bytes, and "need more" before that. */
+    FUZZ_CHECK(px_proxy_header(data, (size_t)n, src, sizeof(src)) == n);
+    FUZZ_CHECK(px_proxy_header(data, (size_t)n - 1, src, sizeof(src)) == 0);
+    FUZZ_CHECK(px_proxy_header(data, (size_t)n / 2, src, sizeof(src)) == 0);
+    FUZZ_CHECK(px_proxy_header(data, 0, src, sizeof(src)) == 0);
+}
+
+static void check_xff(const char *s)
+{
+    char client[PX_ADDR_MAX];
+    struct px_cidr c;
+
+    memset(client, 'x', sizeof(client));
+    if (px_xff_client(trusted, 3, s, client, sizeof(client)) == 0) {
+        FUZZ_CHECK(memchr(client, '\0', sizeof(client)) != NULL && is_addr(client) && strstr(s, client) != NULL);
+        FUZZ_SAY("route: X-Forwarded-For client %s\n", client);
+    }
+    if (px_cidr_parse(s, &c) == 0)
+        FUZZ_CHECK((c.family == 4 && c.bits >= 0 && c.bits <= 32) || (c.family == 6 && c.bits >= 0 && c.bits <= 128));
+}
+
+static void check_query(const char *s)
+{
+    struct ar_query q;
+    const char *why = NULL;
+    const char *query = strchr(s, '?') ? strchr(s, '?') + 1 : s;
+
+    memset(&q, 0, sizeof(q));
+    if (ar_parse_query(query, &q, &why) != 0) {
+        FUZZ_CHECK(why != NULL);
+        return;
+    }
+    FUZZ_CHECK(q.limit >= 1 && q.limit <= AR_LIMIT_MAX);
+    FUZZ_CHECK(memchr(q.team, '\0', sizeof(q.team)) && memchr(q.sub, '\0', sizeof(q.sub)) &&
+               memchr(q.job, '\0', sizeof(q.job)) && memchr(q.decision, '\0', sizeof(q.decision)) &&
+               memchr(q.result, '\0', sizeof(q.result)) && memchr(q.event, '\0', sizeof(q.event)));
+    FUZZ_CHECK(q.decision[0] == '\0' || strcmp(q.decision, "allow") == 0 || strcmp(q.decision, "deny") == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -68,6 +152,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(route_valid_ticket(uri) == ref_valid(uri, 64, "._:/-"));
     FUZZ_CHECK(route_valid_job_id(uri, strlen(uri)) ==
                (strlen(uri) >= 3 && uri[0] == 'j' && uri[1] == '-' && ref_valid(uri + 2, 64, "")));
+    check_proxy(data, size);
+    check_xff(uri);
+    check_query(uri);
     free(uri);
     return 0;
 }

@@ -3,6 +3,8 @@
 only to change them). Seeds are small, valid or nearly valid inputs, so the
 fuzzers start deep in each parser:
 
+  jwks       an IdP's key set (RSA, P-256/384/521) and one whose keys are all
+             skipped for a different reason each
   jwt        tokens signed with the harness's fixed HS* secret (they verify and
              reach the claim checks), RS256/ES256 tokens, broken shapes, and
              HEADER NUL CLAIMS inputs for the harness's signing mode
@@ -75,9 +77,28 @@ def route():
         "ticket": "CHG:2041/prod-db.01",
         "encoded": "/jobs/j-abc%00def",
         "utf8": "/jobs/j-\u00e9t\u00e9",
+        # X-Forwarded-For values and trusted_proxies entries
+        "xff": "203.0.113.9, 10.1.2.3,192.168.1.7",
+        "xff-v6": "2001:db8::1, [fd00::2], fd00::3 , ::ffff:10.0.0.1",
+        "xff-bad": "203.0.113.9, unknown, 10.0.0.1",
+        "cidr": "2001:db8::/32",
+        "cidr-v4": "10.0.0.0/8",
+        # GET /audit query strings
+        "audit-query": "/audit?team=migration&sub=alice%40example.com&decision=deny&since=2026-11-28T00:00:00Z"
+                       "&until=2026-11-29T00:00:00.5%2B01:00&limit=50&cursor=1234",
+        "audit-query-bad": "/audit?job=j-%zz&limit=0&&event=outcome&result=deleted",
     }
     for k, v in seeds.items():
         write("route", k, v)
+    # PROXY protocol headers (the bytes a load balancer sends first).
+    write("route", "proxy-v1", b"PROXY TCP4 203.0.113.9 10.0.0.1 51234 443\r\nGET /healthz HTTP/1.1\r\n")
+    write("route", "proxy-v1-v6", b"PROXY TCP6 2001:db8::1 2001:db8::2 51234 443\r\n")
+    write("route", "proxy-v1-unknown", b"PROXY UNKNOWN\r\n")
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    write("route", "proxy-v2-tcp4", sig + b"\x21\x11\x00\x0c" + bytes([203, 0, 113, 9, 10, 0, 0, 1]) +
+          struct.pack(">HH", 51234, 443) + b"DELETE /jobs/j-abc HTTP/1.1\r\n")
+    write("route", "proxy-v2-tcp6", sig + b"\x21\x21\x00\x24" + bytes(range(32)) + struct.pack(">HH", 1, 2))
+    write("route", "proxy-v2-local", sig + b"\x20\x00\x00\x00")
 
 
 # ---------------------------------------------------------------- jwt
@@ -143,6 +164,49 @@ def jwt_seeds():
         write("jwt", k, cjson(h).encode() + b"\0" + cjson(c).encode())
 
 
+# ---------------------------------------------------------------- jwks
+def jwks():
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
+    small = rsa.generate_private_key(public_exponent=3, key_size=1024).public_key().public_numbers()
+
+    def ec_jwk(curve, crv, size, **extra):
+        pub = ec.generate_private_key(curve).public_key().public_numbers()
+        return dict({"kty": "EC", "crv": crv, "x": b64url(pub.x.to_bytes(size, "big")),
+                     "y": b64url(pub.y.to_bytes(size, "big"))}, **extra)
+
+    def rsa_jwk(nums, **extra):
+        n = nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")
+        e = nums.e.to_bytes((nums.e.bit_length() + 7) // 8, "big")
+        return dict({"kty": "RSA", "n": b64url(n), "e": b64url(e)}, **extra)
+
+    good = {"keys": [rsa_jwk(rsa_key, kid="rsa-2026", use="sig", alg="RS256"),
+                     ec_jwk(ec.SECP256R1(), "P-256", 32, kid="ec-256", alg="ES256"),
+                     ec_jwk(ec.SECP384R1(), "P-384", 48, kid="ec-384"),
+                     ec_jwk(ec.SECP521R1(), "P-521", 66, kid="ec-521", use="sig")]}
+    write("jwks", "idp", json.dumps(good, indent=2) + "\n")
+    bad_point = ec_jwk(ec.SECP256R1(), "P-256", 32, kid="off-curve")
+    bad_point["y"] = b64url(b"\x01" * 32)
+    skipped = {"keys": [
+        rsa_jwk(small, kid="short"),
+        dict(rsa_jwk(rsa_key), kid="enc", use="enc"),
+        dict(rsa_jwk(rsa_key), kid="pinned-es", alg="ES256"),
+        dict(rsa_jwk(rsa_key), kid="unknown-alg", alg="PS256"),
+        {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+        ec_jwk(ec.SECP256K1(), "secp256k1", 32, kid="k1"),
+        bad_point,
+        {"kty": "RSA", "kid": "no-n", "e": "AQAB"},
+        {"kty": "RSA", "kid": 7, "n": "AQAB", "e": "AQAB"},
+        {"kty": "EC", "crv": "P-256", "kid": "", "x": "AA", "y": "AA"},
+        "not an object",
+        dict(rsa_jwk(rsa_key), kid="x" * 129),
+    ]}
+    write("jwks", "skipped", json.dumps(skipped) + "\n")
+    write("jwks", "empty", '{"keys":[]}')
+    write("jwks", "not-jwks", '{"kty":"RSA","n":"AQAB","e":"AQAB"}')
+    write("jwks", "truncated", json.dumps(good)[:200])
+
+
 # ---------------------------------------------------------------- config
 def config():
     readme_example = {
@@ -174,6 +238,17 @@ def config():
               audit={"file": "audit.jsonl", "signing_key_file": "205", "checkpoint_every": 10,
                      "checkpoint_seconds": 30, "rotate_bytes": 1048576})
     write("config", "fixtures-es256-audit-key", json.dumps(es, indent=1) + "\n")
+    # 206: a JWKS document (the RSA and EC keys above, and one it skips).
+    jw = dict(rs, auth={"algorithms": ["RS256", "ES256"], "jwks_file": "206", "issuer": "https://idp.example.com",
+                        "audience": "smc-gateway", "token_cache": False})
+    write("config", "fixtures-jwks-file", json.dumps(jw, indent=2) + "\n")
+    url = dict(rs, auth={"algorithms": ["RS256"], "jwks_url": "https://idp.example.com/.well-known/jwks.json",
+                         "jwks_refresh_seconds": 300, "issuer": "https://idp.example.com", "audience": "smc-gateway"},
+               admin_listen="127.0.0.1:9090", trusted_proxies=["10.0.0.0/8", "fd00::/8"], proxy_protocol=True,
+               cors={"allowed_origins": ["https://dash.example.com"], "max_age_seconds": 60},
+               upstream_rate_limit={"requests": 100, "per_seconds": 1}, shutdown_timeout_ms=30000,
+               limits={"max_connections": 100, "header_timeout_ms": 5000, "max_upstream_queue": 10})
+    write("config", "fixtures-jwks-url", json.dumps(url, indent=2) + "\n")
     mixed = dict(rs, auth=dict(rs["auth"], algorithms=["HS256", "RS256"]))
     write("config", "mixed-algs", json.dumps(mixed) + "\n")
     bad = dict(rs, listen="localhost", instance="gw 1!", unknown=1,
@@ -335,10 +410,11 @@ def jsonescape():
 
 
 def main():
-    for t in ("route", "jwt", "config", "policy", "creds", "upstream", "auditline", "jsonescape"):
+    for t in ("route", "jwt", "jwks", "config", "policy", "creds", "upstream", "auditline", "jsonescape"):
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     route()
     jwt_seeds()
+    jwks()
     config()
     policy()
     creds()

@@ -216,6 +216,7 @@ struct sim_options {
     const char *jobs_path;
     const char *tls_cert;
     const char *tls_key;
+    const char *jwks_path; /* served at GET /_sim/jwks (re-read each time) */
     bool all_jobs_exist;
     bool quiet;
     bool no_record;

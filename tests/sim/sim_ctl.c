@@ -438,6 +438,19 @@ void sim_ctl_handle(struct sim *sim, struct evhttp_request *req,
             reply_ok(req);
         else
             reply_msg(req, 405, "use GET");
+    } else if (strcmp(sub, "jwks") == 0 && sim->opt.jwks_path != NULL) {
+        size_t len = 0;
+        char *doc = get ? sim_read_file(sim->opt.jwks_path, &len) : NULL;
+        struct evbuffer *b = evbuffer_new();
+        if (doc != NULL && b != NULL) {
+            evbuffer_add(b, doc, len);
+            reply(req, 200, b);
+        } else {
+            reply_msg(req, get ? 500 : 405, get ? "cannot read the JWKS file" : "use GET");
+        }
+        if (b != NULL)
+            evbuffer_free(b);
+        free(doc);
     } else if (strcmp(sub, "requests") == 0) {
         if (get) {
             get_requests(sim, req);

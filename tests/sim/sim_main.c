@@ -41,6 +41,8 @@ static void usage(FILE *out)
         "  --no-record            do not record requests (load tests)\n"
         "  --max-records N        keep at most N recorded requests "
         "(default %d)\n"
+        "  --jwks FILE            serve FILE at GET /_sim/jwks (an identity\n"
+        "                         provider's JWKS for demos; re-read on each GET)\n"
         "  --conn-timeout SEC     idle/hung connection timeout (default "
         "3600)\n"
         "  --self-test            check the signer against published "
@@ -282,7 +284,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 enum {
     OPT_LISTEN = 256, OPT_PORT_FILE, OPT_CREDS, OPT_JOBS, OPT_ALL_JOBS,
     OPT_TLS_CERT, OPT_TLS_KEY, OPT_QUIET, OPT_NO_RECORD, OPT_MAX_RECORDS,
-    OPT_CONN_TIMEOUT, OPT_SELF_TEST, OPT_HELP,
+    OPT_CONN_TIMEOUT, OPT_SELF_TEST, OPT_HELP, OPT_JWKS,
 };
 
 static int parse_args(int argc, char **argv, struct sim_options *o,
@@ -300,6 +302,7 @@ static int parse_args(int argc, char **argv, struct sim_options *o,
         {"no-record", no_argument, NULL, OPT_NO_RECORD},
         {"max-records", required_argument, NULL, OPT_MAX_RECORDS},
         {"conn-timeout", required_argument, NULL, OPT_CONN_TIMEOUT},
+        {"jwks", required_argument, NULL, OPT_JWKS},
         {"self-test", no_argument, NULL, OPT_SELF_TEST},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -320,6 +323,7 @@ static int parse_args(int argc, char **argv, struct sim_options *o,
         case OPT_QUIET: o->quiet = true; break;
         case OPT_NO_RECORD: o->no_record = true; break;
         case OPT_MAX_RECORDS:
+        case OPT_JWKS: o->jwks_path = optarg; break;
         case OPT_CONN_TIMEOUT:
             errno = 0;
             v = strtol(optarg, &end, 10);

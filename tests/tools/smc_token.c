@@ -6,10 +6,19 @@
  *             --team migration [--iss URL] [--aud A] [--ttl SECONDS] [--kid K]
  *
  * Prints the compact token on stdout.
+ *
+ *   smc-token --jwks PUBKEY.pem:KID [PUBKEY.pem:KID ...]
+ *
+ * Prints a JWKS document of those public keys (RSA or EC P-256/384/521),
+ * for the demo's identity-provider variant and the tests.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <jwt.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +68,74 @@ static long parse_long(const char *s)
     return v;
 }
 
+static void print_b64url_bn(const BIGNUM *bn, int pad)
+{
+    unsigned char raw[1024], enc[1400];
+    int n = pad ? BN_bn2binpad(bn, raw, pad) : BN_bn2bin(bn, raw);
+    int len = EVP_EncodeBlock(enc, raw, n);
+
+    for (int i = 0; i < len && enc[i] != '='; i++)
+        putchar(enc[i] == '+' ? '-' : enc[i] == '/' ? '_' : enc[i]);
+}
+
+/* One JWK per "file:kid" argument; 0 on success. */
+static int print_jwks(int n, char **args)
+{
+    int rc = 1;
+
+    printf("{\"keys\":[");
+    for (int i = 0; i < n; i++) {
+        char path[4096], *colon;
+        FILE *f;
+        EVP_PKEY *k;
+        BIGNUM *a = NULL, *b = NULL;
+        char group[64];
+        snprintf(path, sizeof(path), "%s", args[i]);
+        colon = strrchr(path, ':');
+        if (colon == NULL) {
+            fprintf(stderr, "smc-token: --jwks wants FILE:KID, got %s\n", args[i]);
+            return 1;
+        }
+        *colon = '\0';
+        f = fopen(path, "r");
+        k = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
+        if (f != NULL)
+            fclose(f);
+        if (k == NULL) {
+            fprintf(stderr, "smc-token: %s: not a PEM public key\n", path);
+            return 1;
+        }
+        printf("%s{\"kid\":\"%s\",\"use\":\"sig\",", i ? "," : "", colon + 1);
+        if (EVP_PKEY_is_a(k, "RSA") && EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_N, &a) == 1 &&
+            EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &b) == 1) {
+            printf("\"kty\":\"RSA\",\"alg\":\"RS256\",\"n\":\"");
+            print_b64url_bn(a, 0);
+            printf("\",\"e\":\"");
+            print_b64url_bn(b, 0);
+            printf("\"}");
+        } else if (EVP_PKEY_is_a(k, "EC") && EVP_PKEY_get_group_name(k, group, sizeof(group), NULL) == 1 &&
+                   EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, &a) == 1 &&
+                   EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, &b) == 1) {
+            int size = strcmp(group, "prime256v1") == 0 ? 32 : strcmp(group, "secp384r1") == 0 ? 48 : 66;
+            printf("\"kty\":\"EC\",\"crv\":\"%s\",\"x\":\"", size == 32 ? "P-256" : size == 48 ? "P-384" : "P-521");
+            print_b64url_bn(a, size);
+            printf("\",\"y\":\"");
+            print_b64url_bn(b, size);
+            printf("\"}");
+        } else {
+            fprintf(stderr, "smc-token: %s: neither an RSA nor an EC key\n", path);
+            EVP_PKEY_free(k);
+            return 1;
+        }
+        BN_free(a);
+        BN_free(b);
+        EVP_PKEY_free(k);
+    }
+    printf("]}\n");
+    rc = 0;
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -78,6 +155,8 @@ int main(int argc, char **argv)
     time_t now = time(NULL);
     jwt_alg_t alg;
 
+    if (argc > 1 && strcmp(argv[1], "--jwks") == 0)
+        return print_jwks(argc - 2, argv + 2);
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case 'a': algname = optarg; break;
