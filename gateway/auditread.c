@@ -261,7 +261,7 @@ int ar_scan(const struct ar_query *q, struct buf *out, size_t *count, uint64_t *
     char dirbuf[4096], basebuf[4096], stem[4096], *dir, *base, *dot;
     DIR *d;
     struct dirent *de;
-    unsigned long long (*rot)[2] = NULL; /* {first seq, index} */
+    unsigned long long(*rot)[2] = NULL; /* {first seq, index} */
     char **names = NULL;
     size_t nrot = 0;
     int rc = 0;

@@ -17,8 +17,8 @@
 #define AR_VALUE_MAX 256
 
 struct ar_query {
-    char path[4096];     /* the current audit file */
-    char instance[80];   /* only this instance's entries */
+    char path[4096];   /* the current audit file */
+    char instance[80]; /* only this instance's entries */
     char team[AR_VALUE_MAX], sub[AR_VALUE_MAX], job[AR_VALUE_MAX];
     char decision[AR_VALUE_MAX], result[AR_VALUE_MAX], event[AR_VALUE_MAX];
     int64_t since_ms, until_ms; /* 0: unbounded */

@@ -181,8 +181,9 @@ int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, 
         }
         usable = auth_pkey_algs(pkey);
         if ((algs & ~usable) != 0) {
-            buf_printf(err, "%s: this key cannot verify %s (RSA keys of at least 2048 bits for RS*, EC keys of the "
-                            "matching curve for ES*)\n",
+            buf_printf(err,
+                       "%s: this key cannot verify %s (RSA keys of at least 2048 bits for RS*, EC keys of the "
+                       "matching curve for ES*)\n",
                        path, auth_alg_name(algs & ~usable & -(algs & ~usable)));
             goto out;
         }
@@ -279,8 +280,7 @@ static int verify_signature(const struct auth_key *k, int alg, const char *input
         /* Never without a key: an empty secret is refused at load and here. */
         if (k->secret == NULL || k->secret_len < AUTH_HMAC_MIN)
             goto out;
-        if (HMAC(alg_md(alg), k->secret, (int)k->secret_len, (const unsigned char *)input, inlen, mac, &maclen) ==
-            NULL)
+        if (HMAC(alg_md(alg), k->secret, (int)k->secret_len, (const unsigned char *)input, inlen, mac, &maclen) == NULL)
             goto out;
         ok = maclen == siglen && CRYPTO_memcmp(mac, sig, siglen) == 0;
         goto out;
@@ -414,8 +414,8 @@ enum auth_err auth_verify(const struct auth_params *p, const struct auth_keyset 
         goto out;
     }
     v = json_object_get(hdr, "typ");
-    if (v != NULL &&
-        (!json_is_string(v) || (strcmp(json_string_value(v), "JWT") != 0 && strcmp(json_string_value(v), "at+jwt") != 0))) {
+    if (v != NULL && (!json_is_string(v) ||
+                      (strcmp(json_string_value(v), "JWT") != 0 && strcmp(json_string_value(v), "at+jwt") != 0))) {
         rc = AUTH_E_TYP;
         goto out;
     }
@@ -626,8 +626,8 @@ static struct cache_entry *cache_slot(struct auth_cache *c, const char *token, s
     return &c->slots[h % c->n];
 }
 
-int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char *token, size_t len,
-                   uint64_t keyset_id, uint64_t cfg_gen, double now_s, struct auth_identity *id)
+int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char *token, size_t len, uint64_t keyset_id,
+                   uint64_t cfg_gen, double now_s, struct auth_identity *id)
 {
     unsigned char d[32];
     struct cache_entry *e;
@@ -637,8 +637,7 @@ int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char
     if (c == NULL || len == 0 || len > AUTH_TOKEN_MAX)
         return 0;
     e = cache_slot(c, token, len, d);
-    if (e->claims == NULL || CRYPTO_memcmp(e->digest, d, 32) != 0 || e->keyset_id != keyset_id ||
-        e->cfg_gen != cfg_gen)
+    if (e->claims == NULL || CRYPTO_memcmp(e->digest, d, 32) != 0 || e->keyset_id != keyset_id || e->cfg_gen != cfg_gen)
         return 0;
     /* Time moves on: the checks that depend on now are made again. */
     if (now_s >= e->exp + (double)p->leeway_s ||

@@ -94,11 +94,11 @@ void auth_keyset_free(struct auth_keyset *ks);
 int auth_pkey_algs(EVP_PKEY *pkey);
 
 struct auth_params {
-    int algs;               /* accepted algorithms */
-    const char *issuer;     /* required iss, or NULL */
-    const char *audience;   /* required member of aud, or NULL */
-    long leeway_s;          /* clock skew allowed on exp, nbf, iat */
-    long max_age_s;         /* > 0: iat required and no older than this */
+    int algs;             /* accepted algorithms */
+    const char *issuer;   /* required iss, or NULL */
+    const char *audience; /* required member of aud, or NULL */
+    long leeway_s;        /* clock skew allowed on exp, nbf, iat */
+    long max_age_s;       /* > 0: iat required and no older than this */
 };
 
 /* What a verified token says. Strings are borrowed from claims. */
@@ -137,8 +137,8 @@ struct auth_cache;
 struct auth_cache *auth_cache_new(size_t slots);
 void auth_cache_free(struct auth_cache *c);
 /* 1 and id filled (release with auth_identity_clear) on a hit; 0 otherwise. */
-int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char *token, size_t len,
-                   uint64_t keyset_id, uint64_t cfg_gen, double now_s, struct auth_identity *id);
+int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char *token, size_t len, uint64_t keyset_id,
+                   uint64_t cfg_gen, double now_s, struct auth_identity *id);
 void auth_cache_put(struct auth_cache *c, const char *token, size_t len, uint64_t keyset_id, uint64_t cfg_gen,
                     const struct auth_identity *id);
 

@@ -140,10 +140,10 @@ static void check_endpoint(struct jc *jc, const char *key, const char *url)
 
 static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {"algorithms",     "key_file",     "jwks_file",    "jwks_url",
-                                       "jwks_ca_file",   "jwks_refresh_seconds",         "issuer",
-                                       "audience",       "team_claim",   "team_prefix",  "leeway_seconds",
-                                       "max_token_age_seconds",        "token_cache",  NULL};
+    static const char *const keys[] = {
+        "algorithms",  "key_file", "jwks_file",  "jwks_url",    "jwks_ca_file",   "jwks_refresh_seconds",
+        "issuer",      "audience", "team_claim", "team_prefix", "leeway_seconds", "max_token_age_seconds",
+        "token_cache", NULL};
     int sources;
     const json_t *a = jc_object(jc, root, "", "auth", 1);
     char **algs = NULL;
@@ -162,8 +162,9 @@ static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
             c->auth.algs |= alg;
         }
         if ((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC))
-            jc_error(jc, "auth.algorithms", "mixes symmetric (HS*) and asymmetric algorithms: with one key file "
-                                            "that is the key-confusion attack");
+            jc_error(jc, "auth.algorithms",
+                     "mixes symmetric (HS*) and asymmetric algorithms: with one key file "
+                     "that is the key-confusion attack");
     }
     jc_strv_free(algs);
     jc_string(jc, a, "auth", "key_file", 0, &c->auth.key_file);
@@ -194,8 +195,9 @@ static void load_auth(struct jc *jc, const json_t *root, struct gw_config *c)
 
 static void load_upstream(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {"endpoint",   "method",      "connect_timeout_ms", "timeout_ms",
-                                       "deadline_ms", "max_retries", "proxy",              "ca_file", NULL};
+    static const char *const keys[] = {"endpoint",   "method",      "connect_timeout_ms",
+                                       "timeout_ms", "deadline_ms", "max_retries",
+                                       "proxy",      "ca_file",     NULL};
     const json_t *u = jc_object(jc, root, "", "upstream", 0);
     char *method = NULL;
 
@@ -236,8 +238,8 @@ static void load_upstream(struct jc *jc, const json_t *root, struct gw_config *c
 
 static void load_audit(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {"file", "signing_key_file", "checkpoint_every", "checkpoint_seconds",
-                                       "rotate_bytes", NULL};
+    static const char *const keys[] = {
+        "file", "signing_key_file", "checkpoint_every", "checkpoint_seconds", "rotate_bytes", NULL};
     const json_t *a = jc_object(jc, root, "", "audit", 1);
     long rotate_mib = 0;
 
@@ -348,9 +350,9 @@ static void load_network(struct jc *jc, const json_t *root, struct gw_config *c)
 
 static void load_limits(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {"max_header_bytes", "max_body_bytes",   "max_connections",
-                                       "header_timeout_ms", "idle_timeout_ms", "max_upstream_concurrency",
-                                       "max_upstream_queue", NULL};
+    static const char *const keys[] = {
+        "max_header_bytes", "max_body_bytes",           "max_connections",    "header_timeout_ms",
+        "idle_timeout_ms",  "max_upstream_concurrency", "max_upstream_queue", NULL};
     const json_t *l = jc_object(jc, root, "", "limits", 0);
 
     if (l == NULL)
@@ -419,8 +421,7 @@ static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf 
                         report.p ? report.p : "") < 0) {
         c->key_report = NULL;
     }
-    if (c->key_report != NULL && c->key_report[0] != '\0' &&
-        c->key_report[strlen(c->key_report) - 1] == '\n')
+    if (c->key_report != NULL && c->key_report[0] != '\0' && c->key_report[strlen(c->key_report) - 1] == '\n')
         c->key_report[strlen(c->key_report) - 1] = '\0';
     buf_free(&report);
 }
@@ -457,12 +458,24 @@ static void load_files(struct jc *jc, struct gw_config *c, int flags, struct buf
 
 struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
 {
-    static const char *const keys[] = {"listen",          "instance",         "auth",
-                                       "policy_file",     "credentials_file", "upstream",
-                                       "audit",           "limits",           "log_level",
-                                       "admin_listen",    "tls",              "allow_root",
-                                       "shutdown_timeout_ms", "cors",         "trusted_proxies",
-                                       "proxy_protocol",  "upstream_rate_limit", NULL};
+    static const char *const keys[] = {"listen",
+                                       "instance",
+                                       "auth",
+                                       "policy_file",
+                                       "credentials_file",
+                                       "upstream",
+                                       "audit",
+                                       "limits",
+                                       "log_level",
+                                       "admin_listen",
+                                       "tls",
+                                       "allow_root",
+                                       "shutdown_timeout_ms",
+                                       "cors",
+                                       "trusted_proxies",
+                                       "proxy_protocol",
+                                       "upstream_rate_limit",
+                                       NULL};
     struct gw_config *c = NULL, *ret = NULL;
     struct jc jc;
     json_t *root = NULL;
@@ -531,8 +544,8 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
     jc_bool(&jc, root, "", "allow_root", &c->allow_root);
     jc_int(&jc, root, "", "shutdown_timeout_ms", 0, 3600000, &c->shutdown_timeout_ms);
     if (c->shutdown_timeout_ms < c->upstream.deadline_ms)
-        jc_error(&jc, "shutdown_timeout_ms", "must be at least upstream.deadline_ms (%ld) so in-flight calls can finish",
-                 c->upstream.deadline_ms);
+        jc_error(&jc, "shutdown_timeout_ms",
+                 "must be at least upstream.deadline_ms (%ld) so in-flight calls can finish", c->upstream.deadline_ms);
 
     resolve_path(&c->auth.key_file, dir);
     resolve_path(&c->auth.jwks_file, dir);

@@ -20,8 +20,8 @@
 #include <stdint.h>
 
 struct cfg_auth {
-    int algs; /* AUTH_* bitmask */
-    char *key_file;      /* exactly one of key_file, jwks_file, jwks_url */
+    int algs;       /* AUTH_* bitmask */
+    char *key_file; /* exactly one of key_file, jwks_file, jwks_url */
     char *jwks_file;
     char *jwks_url;
     char *jwks_ca_file;

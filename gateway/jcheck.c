@@ -158,8 +158,7 @@ void jc_strv_free(char **v)
     free(v);
 }
 
-int jc_strv(struct jc *jc, const json_t *obj, const char *path, const char *key, int required, char ***out,
-            size_t *n)
+int jc_strv(struct jc *jc, const json_t *obj, const char *path, const char *key, int required, char ***out, size_t *n)
 {
     int rc = -1;
     json_t *v = json_object_get(obj, key), *e;
@@ -184,8 +183,7 @@ int jc_strv(struct jc *jc, const json_t *obj, const char *path, const char *key,
         goto out;
     json_array_foreach(v, i, e)
     {
-        if (!json_is_string(e) || json_string_length(e) == 0 ||
-            strlen(json_string_value(e)) != json_string_length(e)) {
+        if (!json_is_string(e) || json_string_length(e) == 0 || strlen(json_string_value(e)) != json_string_length(e)) {
             snprintf(pe, sizeof(pe), "%s[%zu]", p, i);
             jc_error(jc, pe, "must be a non-empty string");
             goto out;

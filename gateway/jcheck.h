@@ -36,8 +36,7 @@ int jc_string(struct jc *jc, const json_t *obj, const char *path, const char *ke
 int jc_int(struct jc *jc, const json_t *obj, const char *path, const char *key, long min, long max, long *out);
 int jc_bool(struct jc *jc, const json_t *obj, const char *path, const char *key, int *out);
 /* An array of non-empty strings; NULL-terminated result (caller frees with jc_strv_free). */
-int jc_strv(struct jc *jc, const json_t *obj, const char *path, const char *key, int required, char ***out,
-            size_t *n);
+int jc_strv(struct jc *jc, const json_t *obj, const char *path, const char *key, int required, char ***out, size_t *n);
 /* The object at key (borrowed), NULL when absent or not an object (error then). */
 const json_t *jc_object(struct jc *jc, const json_t *obj, const char *path, const char *key, int required);
 void jc_strv_free(char **v);

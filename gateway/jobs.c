@@ -45,10 +45,10 @@ struct job {
     struct gw *gw;
     struct gw_config *cfg; /* reference held until job_free */
     struct evhttp_request *http;
-    struct job *qnext;      /* in gw's upstream queue */
-    struct event *qtimer;   /* bound on the time spent queued */
-    int holds_slot;         /* counted in gw->upstream_active */
-    int status;             /* what the caller got (0: nothing yet) */
+    struct job *qnext;    /* in gw's upstream queue */
+    struct event *qtimer; /* bound on the time spent queued */
+    int holds_slot;       /* counted in gw->upstream_active */
+    int status;           /* what the caller got (0: nothing yet) */
     char request_id[160];
     char job_id[ROUTE_JOB_ID_MAX + 1];
     char peer_ip[64];
@@ -59,16 +59,16 @@ struct job {
     char cert_ids[TLS_IDS_MAX][TLS_ID_MAX];
     size_t ncert_ids;
     struct auth_identity id;
-    const char *team;              /* borrowed from the policy of cfg, or from the token */
-    const struct pol_team *pteam;  /* the policy's entry, when the team is known */
+    const char *team;             /* borrowed from the policy of cfg, or from the token */
+    const struct pol_team *pteam; /* the policy's entry, when the team is known */
     const struct cred *cred;
     int64_t t0_ms;
-    const char *allow;     /* the Allow header of a 405 */
+    const char *allow;                 /* the Allow header of a 405 */
     void (*after_auth)(struct job *j); /* the step after authentication */
-    int jwks_waited;       /* already waited once for a JWKS refresh */
+    int jwks_waited;                   /* already waited once for a JWKS refresh */
     /* GET /audit */
-    char query[1024];      /* the filters as sent (for the audit_read entry) */
-    char *page;            /* entries found (owned) */
+    char query[1024]; /* the filters as sent (for the audit_read entry) */
+    char *page;       /* entries found (owned) */
     size_t page_count;
     uint64_t page_next;
 };
@@ -76,16 +76,26 @@ struct job {
 static const char *method_name(enum evhttp_cmd_type m)
 {
     switch (m) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_TRACE: return "TRACE";
-    case EVHTTP_REQ_CONNECT: return "CONNECT";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    default: return "OTHER";
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    default:
+        return "OTHER";
     }
 }
 
@@ -359,8 +369,8 @@ static void authenticate(struct job *j)
     int cache = c->auth.token_cache && keys != NULL;
 
     if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0) {
-        refuse(j, 401, "no_token", "unauthenticated", "A bearer token is required",
-               "Send Authorization: Bearer <JWT>", 0, "Bearer");
+        refuse(j, 401, "no_token", "unauthenticated", "A bearer token is required", "Send Authorization: Bearer <JWT>",
+               0, "Bearer");
         return;
     }
     if (header_count(h, "Authorization") > 1) {
@@ -479,12 +489,11 @@ static void on_decision_durable(void *arg, int ok)
 {
     struct job *j = arg;
     const struct cfg_upstream *u = &j->cfg->upstream;
-    struct up_params p = {u->endpoint, u->post, u->connect_timeout_ms, u->timeout_ms, u->deadline_ms,
-                          u->max_retries, u->proxy, u->ca_file};
+    struct up_params p = {u->endpoint, u->post,   u->connect_timeout_ms, u->timeout_ms, u->deadline_ms, u->max_retries,
+                          u->proxy,    u->ca_file};
 
     if (!ok) {
-        log_msg(LOG_LVL_ERROR, j->request_id, "decision entry for %s not durable: request refused with 503",
-                j->job_id);
+        log_msg(LOG_LVL_ERROR, j->request_id, "decision entry for %s not durable: request refused with 503", j->job_id);
         evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "5");
         job_problem(j, 503, "audit-unavailable", "The audit log cannot record this request",
                     "Nothing was forwarded. The gateway refuses deletions until its audit log is writable again.",
@@ -575,7 +584,8 @@ static void acquire_slot(struct job *j)
         record_and_forward(j);
         return;
     }
-    if (gw->upstream_queued >= l->max_upstream_queue || (j->qtimer = evtimer_new(gw->base, on_queue_timeout, j)) == NULL) {
+    if (gw->upstream_queued >= l->max_upstream_queue ||
+        (j->qtimer = evtimer_new(gw->base, on_queue_timeout, j)) == NULL) {
         met_inc(gw->metrics, MET_UPSTREAM_QUEUE_FULL);
         evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "1");
         refuse(j, 503, "upstream_busy", "overloaded", "The gateway is at its upstream concurrency limit",
@@ -666,10 +676,9 @@ static void decide(struct job *j)
 {
     const char *teams[AUTH_MAX_TEAMS];
     const char *cert_ptrs[TLS_IDS_MAX];
-    size_t nteams = auth_teams(j->id.claims, j->cfg->auth.team_claim, j->cfg->auth.team_prefix, teams,
-                               AUTH_MAX_TEAMS);
+    size_t nteams = auth_teams(j->id.claims, j->cfg->auth.team_claim, j->cfg->auth.team_prefix, teams, AUTH_MAX_TEAMS);
     struct pol_request pr = {JOBS_ACTION, j->job_id, j->id.sub, j->ticket[0] ? j->ticket : NULL,
-                             teams, nteams, cert_ptrs, j->ncert_ids};
+                             teams,       nteams,    cert_ptrs, j->ncert_ids};
     const struct pol_team *team = NULL;
     enum pol_reason why;
 
@@ -679,8 +688,8 @@ static void decide(struct job *j)
     j->pteam = team;
     j->team = team ? team->name : (nteams > 0 ? teams[0] : NULL);
     if (why != POL_ALLOW) {
-        refuse(j, 403, pol_reason_code(why), "forbidden", "The policy does not allow this call",
-               pol_reason_text(why), 0, NULL);
+        refuse(j, 403, pol_reason_code(why), "forbidden", "The policy does not allow this call", pol_reason_text(why),
+               0, NULL);
         return;
     }
     if (check_rates(j) != 0)
@@ -707,8 +716,8 @@ void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind
         return;
     }
     if (evhttp_request_get_command(req) != EVHTTP_REQ_DELETE) {
-        refuse(j, 405, "method_not_allowed", "method-not-allowed", "Only DELETE is allowed on this resource", NULL,
-               0, NULL);
+        refuse(j, 405, "method_not_allowed", "method-not-allowed", "Only DELETE is allowed on this resource", NULL, 0,
+               NULL);
         return;
     }
     if (check_hygiene(j) != 0)

@@ -35,7 +35,7 @@ struct jwksrc {
     struct auth_keyset *keys; /* owned */
     CURL *fetch;              /* the transfer running, or NULL */
     struct buf body;
-    struct event *timer;      /* periodic refresh */
+    struct event *timer; /* periodic refresh */
     int64_t last_early_ms;
     struct waiter *waiters;
 };
@@ -76,8 +76,7 @@ static CURL *make_easy(const char *url, const char *ca_file, struct buf *body)
 }
 
 /* Judge a finished fetch: the parsed set, or -1 with why in report. */
-static int judge(CURL *e, CURLcode res, const struct buf *body, int algs, struct auth_keyset **out,
-                 struct buf *report)
+static int judge(CURL *e, CURLcode res, const struct buf *body, int algs, struct auth_keyset **out, struct buf *report)
 {
     long status = 0;
 

@@ -225,8 +225,7 @@ static int run(struct gw_config *cfg, const char *config_path)
     if (gw.up == NULL || gw.refusals == NULL || gw.reader == NULL || gw.token_cache == NULL)
         goto out;
     if (cfg->auth.jwks_url != NULL) {
-        struct jwksrc_opts jo = {cfg->auth.jwks_url, cfg->auth.jwks_ca_file, cfg->auth.algs,
-                                 cfg->auth.jwks_refresh_s};
+        struct jwksrc_opts jo = {cfg->auth.jwks_url, cfg->auth.jwks_ca_file, cfg->auth.algs, cfg->auth.jwks_refresh_s};
         /* The key source takes over the set fetched at start-up. */
         gw.jwks = jwksrc_new(gw.base, gw.metrics, &jo, cfg->keys);
         cfg->keys = NULL;
@@ -250,9 +249,8 @@ static int run(struct gw_config *cfg, const char *config_path)
         if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
             goto out;
     }
-    log_info("smc-gateway %s listening on %s:%d%s (instance %s, config generation %llu)", GW_VERSION,
-             cfg->listen_host, cfg->listen_port, cfg->has_tls ? " with TLS" : "", cfg->instance,
-             (unsigned long long)cfg->generation);
+    log_info("smc-gateway %s listening on %s:%d%s (instance %s, config generation %llu)", GW_VERSION, cfg->listen_host,
+             cfg->listen_port, cfg->has_tls ? " with TLS" : "", cfg->instance, (unsigned long long)cfg->generation);
     event_base_dispatch(gw.base);
     rc = 0;
 out:
@@ -300,11 +298,21 @@ int main(int argc, char **argv)
 
     while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': path = optarg; break;
-        case 'k': check = 1; break;
-        case 'V': printf("smc-gateway %s\n", GW_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'V':
+            printf("smc-gateway %s\n", GW_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (path == NULL || optind != argc) {

@@ -13,23 +13,23 @@
 
 /* How an attempt ended before any answer was judged. */
 enum map_transport {
-    MAP_ANSWERED = 0,      /* an HTTP answer arrived (status, body) */
-    MAP_CONNECT_FAILED,    /* nothing was sent: refused, unreachable, DNS */
-    MAP_CONNECT_TIMEOUT,   /* nothing was sent: connect did not finish in time */
-    MAP_TLS_FAILED,        /* TLS handshake or verification failed */
-    MAP_TIMEOUT_AFTER_SEND,/* sent, no answer in time: the delete may have happened */
-    MAP_BROKEN_AFTER_SEND, /* sent, then reset or garbled: may have happened */
-    MAP_INTERNAL,          /* the gateway could not make the call */
+    MAP_ANSWERED = 0,       /* an HTTP answer arrived (status, body) */
+    MAP_CONNECT_FAILED,     /* nothing was sent: refused, unreachable, DNS */
+    MAP_CONNECT_TIMEOUT,    /* nothing was sent: connect did not finish in time */
+    MAP_TLS_FAILED,         /* TLS handshake or verification failed */
+    MAP_TIMEOUT_AFTER_SEND, /* sent, no answer in time: the delete may have happened */
+    MAP_BROKEN_AFTER_SEND,  /* sent, then reset or garbled: may have happened */
+    MAP_INTERNAL,           /* the gateway could not make the call */
 };
 
 struct map_result {
-    int status;              /* for the caller */
-    const char *result;      /* "deleted", "refused", "failed", "unknown" */
-    const char *type;        /* problem type slug (NULL on 200) */
-    const char *title;       /* problem title */
-    int retryable;           /* another attempt may be made (5xx, Throttling*, nothing sent) */
-    int throttled;           /* upstream answered Throttling* */
-    int upstream_answered;   /* upstream_code/request_id come from the upstream */
+    int status;            /* for the caller */
+    const char *result;    /* "deleted", "refused", "failed", "unknown" */
+    const char *type;      /* problem type slug (NULL on 200) */
+    const char *title;     /* problem title */
+    int retryable;         /* another attempt may be made (5xx, Throttling*, nothing sent) */
+    int throttled;         /* upstream answered Throttling* */
+    int upstream_answered; /* upstream_code/request_id come from the upstream */
     char upstream_code[MAP_CODE_MAX];
     char upstream_request_id[MAP_RID_MAX];
     char upstream_message[256]; /* sanitized, for the service log only */

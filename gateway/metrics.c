@@ -11,8 +11,7 @@
 #define MET_SERIES_MAX 4096
 #define MET_LABELS_MAX 200
 
-static const double bounds[MET_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                           0.25,  0.5,    1,     2.5,  5,     10,   30};
+static const double bounds[MET_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 
 enum family { F_REQUESTS, F_DECISIONS, F_UPSTREAM, F__COUNT };
 
@@ -28,15 +27,20 @@ static const struct {
     const char *name, *help;
 } counters[MET__COUNTERS] = {
     [MET_RELOADS] = {"smc_gateway_reloads_total", "Configuration reloads that took effect."},
-    [MET_RELOAD_FAILURES] = {"smc_gateway_reload_failures_total", "Reloads refused because the new files were invalid."},
+    [MET_RELOAD_FAILURES] = {"smc_gateway_reload_failures_total",
+                             "Reloads refused because the new files were invalid."},
     [MET_CONNECTIONS] = {"smc_gateway_connections_total", "Connections accepted."},
-    [MET_HEAD_TIMEOUTS] = {"smc_gateway_header_timeouts_total", "Connections closed for not sending a request head in time."},
-    [MET_CONN_LIMIT_HITS] = {"smc_gateway_connection_limit_hits_total", "Times accepting paused at limits.max_connections."},
-    [MET_UPSTREAM_QUEUE_FULL] = {"smc_gateway_upstream_queue_full_total", "Requests refused with 503 because the upstream queue was full."},
+    [MET_HEAD_TIMEOUTS] = {"smc_gateway_header_timeouts_total",
+                           "Connections closed for not sending a request head in time."},
+    [MET_CONN_LIMIT_HITS] = {"smc_gateway_connection_limit_hits_total",
+                             "Times accepting paused at limits.max_connections."},
+    [MET_UPSTREAM_QUEUE_FULL] = {"smc_gateway_upstream_queue_full_total",
+                                 "Requests refused with 503 because the upstream queue was full."},
     [MET_TOKEN_CACHE_HITS] = {"smc_gateway_token_cache_hits_total", "Tokens found in the verified-token cache."},
     [MET_TOKEN_CACHE_MISSES] = {"smc_gateway_token_cache_misses_total", "Tokens verified in full."},
     [MET_JWKS_REFRESHES] = {"smc_gateway_jwks_refreshes_total", "JWKS fetches that produced a key set."},
-    [MET_JWKS_REFRESH_FAILURES] = {"smc_gateway_jwks_refresh_failures_total", "JWKS fetches that failed (the last good set is kept)."},
+    [MET_JWKS_REFRESH_FAILURES] = {"smc_gateway_jwks_refresh_failures_total",
+                                   "JWKS fetches that failed (the last good set is kept)."},
 };
 
 struct series {
@@ -202,21 +206,22 @@ int met_render(struct metrics *m, const struct met_gauges *g, struct buf *out)
     for (int c = 0; c < MET__COUNTERS; c++)
         buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[c].name, counters[c].help,
                    counters[c].name, counters[c].name, (unsigned long long)m->counters[c]);
-    buf_printf(out, "# HELP smc_gateway_metric_series_dropped_total Series not created because of the cap.\n"
-                    "# TYPE smc_gateway_metric_series_dropped_total counter\n"
-                    "smc_gateway_metric_series_dropped_total %llu\n",
+    buf_printf(out,
+               "# HELP smc_gateway_metric_series_dropped_total Series not created because of the cap.\n"
+               "# TYPE smc_gateway_metric_series_dropped_total counter\n"
+               "smc_gateway_metric_series_dropped_total %llu\n",
                (unsigned long long)m->dropped);
     render_hist(out, "smc_gateway_request_duration_seconds", "Time from request to reply.", "route=\"jobs\"",
                 &m->request_hist[0], 1);
     render_hist(out, "smc_gateway_request_duration_seconds", "", "route=\"other\"", &m->request_hist[1], 0);
-    render_hist(out, "smc_gateway_upstream_duration_seconds", "Upstream call time, retries and backoff included.",
-                "", &m->upstream_hist, 1);
+    render_hist(out, "smc_gateway_upstream_duration_seconds", "Upstream call time, retries and backoff included.", "",
+                &m->upstream_hist, 1);
     if (g->audit_write != NULL)
-        render_hist(out, "smc_gateway_audit_write_seconds", "Time of one group-commit write(2).", "",
-                    g->audit_write, 1);
+        render_hist(out, "smc_gateway_audit_write_seconds", "Time of one group-commit write(2).", "", g->audit_write,
+                    1);
     if (g->audit_sync != NULL)
-        render_hist(out, "smc_gateway_audit_sync_seconds", "Time of one group-commit fdatasync(2).", "",
-                    g->audit_sync, 1);
+        render_hist(out, "smc_gateway_audit_sync_seconds", "Time of one group-commit fdatasync(2).", "", g->audit_sync,
+                    1);
     gauge(out, "smc_gateway_in_flight_requests", "Requests to /jobs being handled.", g->in_flight);
     gauge(out, "smc_gateway_open_connections", "Client connections open.", g->connections);
     gauge(out, "smc_gateway_upstream_in_flight", "Upstream calls running.", g->upstream_in_flight);
@@ -226,8 +231,9 @@ int met_render(struct metrics *m, const struct met_gauges *g, struct buf *out)
     gauge(out, "smc_gateway_config_generation", "Generation of the configuration in use.",
           (long long)g->config_generation);
     gauge(out, "smc_gateway_audit_last_seq", "seq of the last audit entry written.", (long long)g->audit_seq);
-    buf_printf(out, "# HELP smc_gateway_build_info Build information.\n# TYPE smc_gateway_build_info gauge\n"
-                    "smc_gateway_build_info{version=\"%s\"} 1\n",
+    buf_printf(out,
+               "# HELP smc_gateway_build_info Build information.\n# TYPE smc_gateway_build_info gauge\n"
+               "smc_gateway_build_info{version=\"%s\"} 1\n",
                GW_VERSION);
     return out->p != NULL ? 0 : -1;
 }

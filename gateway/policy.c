@@ -156,7 +156,7 @@ void pol_free(struct policy *p)
 
 static void load_team(struct jc *jc, const char *name, const json_t *obj, struct pol_team *t)
 {
-    static const char *const keys[] = {"credential", "allow",       "jobs",       "subjects", "require_ticket",
+    static const char *const keys[] = {"credential",   "allow",      "jobs",        "subjects", "require_ticket",
                                        "client_certs", "rate_limit", "description", NULL};
     char path[512], p2[600];
     const json_t *rl;

@@ -45,10 +45,10 @@ struct pol_request {
     const char *action;
     const char *job_id;
     const char *sub;
-    const char *ticket;             /* NULL when none was sent */
-    const char *const *teams;       /* from the token, in its order */
+    const char *ticket;       /* NULL when none was sent */
+    const char *const *teams; /* from the token, in its order */
     size_t nteams;
-    const char *const *cert_ids;    /* "CN=..", "DNS:..", "URI:.." of the client certificate */
+    const char *const *cert_ids; /* "CN=..", "DNS:..", "URI:.." of the client certificate */
     size_t ncert_ids;
 };
 

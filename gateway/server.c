@@ -50,8 +50,8 @@ struct srv_conn {
     int adopted;
     int proxy_pending;
     char proxy_client[PX_ADDR_MAX];
-    struct srv_conn *next, **pprev;   /* all connections */
-    struct srv_conn *adopt_next;      /* waiting for adoption */
+    struct srv_conn *next, **pprev; /* all connections */
+    struct srv_conn *adopt_next;    /* waiting for adoption */
 };
 
 struct srv {
@@ -59,10 +59,10 @@ struct srv {
     struct evhttp *http;  /* main listener */
     struct evhttp *admin; /* or NULL */
     struct evhttp_bound_socket *bound, *admin_bound;
-    struct srv_conn *conns;   /* every live connection (list) */
-    struct srv_conn **byfd;   /* lookup by socket */
+    struct srv_conn *conns; /* every live connection (list) */
+    struct srv_conn **byfd; /* lookup by socket */
     size_t nfd;
-    struct srv_conn *adopt;   /* made this pass, not adopted yet */
+    struct srv_conn *adopt; /* made this pass, not adopted yet */
     struct event *adopt_ev;
     long nconns;
     long max_conns;
@@ -249,8 +249,7 @@ static struct bufferevent *make_conn(struct event_base *base, void *arg)
     c->proxy_pending = s->proxy_protocol;
     if (s->ssl_ctx != NULL) {
         ssl = SSL_new(s->ssl_ctx);
-        c->bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                      BEV_OPT_CLOSE_ON_FREE)
+        c->bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
                      : NULL;
         if (c->bev != NULL)
             bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
@@ -316,20 +315,34 @@ static void add_common_headers(struct evhttp_request *req, const char *request_i
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Status";
     }
 }
 
@@ -350,8 +363,7 @@ void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id
         evbuffer_free(b);
 }
 
-void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status,
-                    const char *json)
+void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *json)
 {
     srv_reply(s, req, request_id, status, "application/json", json, strlen(json));
 }
@@ -378,8 +390,8 @@ void srv_problem(struct srv *s, struct evhttp_request *req, const char *request_
     buf_free(&b);
 }
 
-void srv_addresses(struct srv *s, struct evhttp_request *req, const struct gw_config *cfg, char *peer,
-                   size_t peerlen, char *client, size_t clientlen)
+void srv_addresses(struct srv *s, struct evhttp_request *req, const struct gw_config *cfg, char *peer, size_t peerlen,
+                   char *client, size_t clientlen)
 {
     struct evhttp_connection *ec = evhttp_request_get_connection(req);
     struct srv_conn *c = conn_of(s, req);
@@ -423,8 +435,7 @@ size_t srv_client_cert(struct srv *s, struct evhttp_request *req, char ids[][TLS
 
 static void make_request_id(struct srv *s, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "%016llx-%08llx", (unsigned long long)s->rid_prefix,
-             (unsigned long long)++s->rid_counter);
+    snprintf(out, outlen, "%016llx-%08llx", (unsigned long long)s->rid_prefix, (unsigned long long)++s->rid_counter);
 }
 
 static void reply_health(struct srv *s, struct evhttp_request *req, const char *rid, enum route_kind kind)
@@ -592,8 +603,8 @@ static void setup_http(struct evhttp *h, const struct gw_config *cfg)
     struct timeval idle = {cfg->limits.idle_timeout_ms / 1000, (cfg->limits.idle_timeout_ms % 1000) * 1000};
 
     evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                      EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                      EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+                                      EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+                                      EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->limits.max_header_bytes);
     evhttp_set_max_body_size(h, (ev_ssize_t)cfg->limits.max_body_bytes);
     evhttp_set_timeout_tv(h, &idle);

@@ -33,14 +33,13 @@ long srv_connections(const struct srv *s);
  * Who sent req: the peer's address, and the client's address (PROXY
  * protocol or X-Forwarded-For from a trusted peer, else the peer).
  */
-void srv_addresses(struct srv *s, struct evhttp_request *req, const struct gw_config *cfg, char *peer,
-                   size_t peerlen, char *client, size_t clientlen);
+void srv_addresses(struct srv *s, struct evhttp_request *req, const struct gw_config *cfg, char *peer, size_t peerlen,
+                   char *client, size_t clientlen);
 /* The verified client certificate's identities ("CN=..", "DNS:..", "URI:.."). */
 size_t srv_client_cert(struct srv *s, struct evhttp_request *req, char ids[][TLS_ID_MAX], size_t max);
 
 /* Reply with a JSON body (borrowed). */
-void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status,
-                    const char *json);
+void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *json);
 /* Reply with a body of any type (borrowed, len bytes; ctype NULL for none). */
 void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *ctype,
                const char *body, size_t len);

@@ -9,8 +9,8 @@
 #include <string.h>
 
 /* TLS 1.2: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only. */
-#define TLS12_CIPHERS                                                                                         \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                \
+#define TLS12_CIPHERS                                                                                                  \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                         \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 static void ssl_error(struct buf *err, const char *file, const char *what)
@@ -56,10 +56,8 @@ SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, struct buf *err)
             goto out;
         }
         SSL_CTX_set_client_CA_list(ctx, names);
-        SSL_CTX_set_verify(ctx,
-                           SSL_VERIFY_PEER |
-                               (t->client_auth == TLS_CLIENT_OPTIONAL ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
-                           NULL);
+        SSL_CTX_set_verify(
+            ctx, SSL_VERIFY_PEER | (t->client_auth == TLS_CLIENT_OPTIONAL ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT), NULL);
         SSL_CTX_set_verify_depth(ctx, 4);
         /* Resumed sessions must stay bound to client verification. */
         SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
@@ -71,8 +69,7 @@ out:
     return ret;
 }
 
-static size_t add_id(char ids[][TLS_ID_MAX], size_t n, size_t max, const char *prefix, const unsigned char *v,
-                     int len)
+static size_t add_id(char ids[][TLS_ID_MAX], size_t n, size_t max, const char *prefix, const unsigned char *v, int len)
 {
     if (n >= max || len <= 0 || (size_t)len + strlen(prefix) >= TLS_ID_MAX || memchr(v, '\0', (size_t)len))
         return n;

@@ -33,11 +33,11 @@ struct up_call {
     up_sign_fn sign;
     up_done_fn done;
     void *arg;
-    CURL *easy;          /* the running attempt, or NULL */
-    struct buf params;   /* signed parameters of the running attempt (wiped) */
-    struct buf url;      /* GET: endpoint?params */
-    struct buf body;     /* answer body, capped */
-    long retry_after_s;  /* from a Retry-After header */
+    CURL *easy;         /* the running attempt, or NULL */
+    struct buf params;  /* signed parameters of the running attempt (wiped) */
+    struct buf url;     /* GET: endpoint?params */
+    struct buf body;    /* answer body, capped */
+    long retry_after_s; /* from a Retry-After header */
     struct event *backoff;
     int64_t start_ms;
     struct up_outcome o;

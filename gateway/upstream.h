@@ -32,8 +32,8 @@ struct up_outcome {
     long upstream_status;  /* HTTP status of the last answer, 0 if none */
     int attempts;
     long duration_ms;
-    long retry_after_s;      /* for 429: seconds the caller should wait */
-    char gateway_error[64];  /* transport error class, "" when none */
+    long retry_after_s;     /* for 429: seconds the caller should wait */
+    char gateway_error[64]; /* transport error class, "" when none */
 };
 
 /*

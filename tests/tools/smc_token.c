@@ -138,12 +138,15 @@ static int print_jwks(int n, char **args)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"alg", required_argument, NULL, 'a'}, {"key", required_argument, NULL, 'k'},
-        {"sub", required_argument, NULL, 's'}, {"team", required_argument, NULL, 't'},
-        {"iss", required_argument, NULL, 'i'}, {"aud", required_argument, NULL, 'u'},
-        {"ttl", required_argument, NULL, 'l'}, {"kid", required_argument, NULL, 'd'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"alg", required_argument, NULL, 'a'},
+                                         {"key", required_argument, NULL, 'k'},
+                                         {"sub", required_argument, NULL, 's'},
+                                         {"team", required_argument, NULL, 't'},
+                                         {"iss", required_argument, NULL, 'i'},
+                                         {"aud", required_argument, NULL, 'u'},
+                                         {"ttl", required_argument, NULL, 'l'},
+                                         {"kid", required_argument, NULL, 'd'},
+                                         {NULL, 0, NULL, 0}};
     const char *algname = "RS256", *keyfile = NULL, *sub = "alice@example.com", *team = "migration";
     const char *iss = "https://idp.example.com", *aud = "smc-gateway", *kid = NULL;
     long ttl = 3600;
@@ -159,15 +162,32 @@ int main(int argc, char **argv)
         return print_jwks(argc - 2, argv + 2);
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
-        case 'a': algname = optarg; break;
-        case 'k': keyfile = optarg; break;
-        case 's': sub = optarg; break;
-        case 't': team = optarg; break;
-        case 'i': iss = optarg; break;
-        case 'u': aud = optarg; break;
-        case 'l': ttl = parse_long(optarg); break;
-        case 'd': kid = optarg; break;
-        default: return 2;
+        case 'a':
+            algname = optarg;
+            break;
+        case 'k':
+            keyfile = optarg;
+            break;
+        case 's':
+            sub = optarg;
+            break;
+        case 't':
+            team = optarg;
+            break;
+        case 'i':
+            iss = optarg;
+            break;
+        case 'u':
+            aud = optarg;
+            break;
+        case 'l':
+            ttl = parse_long(optarg);
+            break;
+        case 'd':
+            kid = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     alg = jwt_str_alg(algname);

@@ -148,8 +148,8 @@ UNIT_TEST(auth_claim_types)
 
     CHECK_INT(hs("{\"alg\":\"HS256\"}", claims(",\"nbf\":\"0\"")), AUTH_E_CLAIMS);
     CHECK_INT(hs("{\"alg\":\"HS256\"}", claims(",\"sub\":\"bob\"")), AUTH_E_CLAIMS); /* duplicate key */
-    snprintf(c, sizeof(c), "{\"sub\":\"a\",\"exp\":\"%ld\",\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\"}",
-             now + 60);
+    snprintf(c, sizeof(c),
+             "{\"sub\":\"a\",\"exp\":\"%ld\",\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\"}", now + 60);
     CHECK_INT(hs("{\"alg\":\"HS256\"}", c), AUTH_E_CLAIMS);
     snprintf(c, sizeof(c), "{\"sub\":\"a\",\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\"}");
     CHECK_INT(hs("{\"alg\":\"HS256\"}", c), AUTH_E_CLAIMS); /* no exp */
@@ -185,21 +185,25 @@ UNIT_TEST(auth_claim_values)
              "{\"sub\":\"a\",\"exp\":%ld,\"iss\":\"https://idp.example.com\",\"aud\":[\"other\",\"smc-gateway\"]}",
              now + 60);
     CHECK_INT(hs("{\"alg\":\"HS256\"}", c), AUTH_OK);
-    snprintf(c, sizeof(c), "{\"sub\":\"a\",\"exp\":%ld,\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\","
-             "\"iat\":%ld}", now + 600, now + 3600);
+    snprintf(c, sizeof(c),
+             "{\"sub\":\"a\",\"exp\":%ld,\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\","
+             "\"iat\":%ld}",
+             now + 600, now + 3600);
     CHECK_INT(hs("{\"alg\":\"HS256\"}", c), AUTH_E_IAT_FUTURE);
     {
         struct auth_keyset *ks = hmac_keyset();
         struct auth_params p = params(AUTH_HS256);
         char *t;
         p.max_age_s = 300;
-        snprintf(c, sizeof(c), "{\"sub\":\"a\",\"exp\":%ld,\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\","
-                 "\"iat\":%ld}", now + 600, now - 1000);
+        snprintf(c, sizeof(c),
+                 "{\"sub\":\"a\",\"exp\":%ld,\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\","
+                 "\"iat\":%ld}",
+                 now + 600, now - 1000);
         t = make_token("{\"alg\":\"HS256\"}", c, "HS256", secret, strlen(secret), NULL);
         CHECK_INT(auth_verify(&p, ks, t, strlen(t), (double)now, &id), AUTH_E_TOO_OLD);
         free(t);
-        snprintf(c, sizeof(c), "{\"sub\":\"a\",\"exp\":%ld,\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\"}",
-                 now + 600);
+        snprintf(c, sizeof(c),
+                 "{\"sub\":\"a\",\"exp\":%ld,\"iss\":\"https://idp.example.com\",\"aud\":\"smc-gateway\"}", now + 600);
         t = make_token("{\"alg\":\"HS256\"}", c, "HS256", secret, strlen(secret), NULL);
         CHECK_INT(auth_verify(&p, ks, t, strlen(t), (double)now, &id), AUTH_E_TOO_OLD); /* iat required */
         free(t);

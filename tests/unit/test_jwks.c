@@ -45,8 +45,9 @@ UNIT_TEST(jwks_rsa_ec_and_junk)
     b64u_bn(&doc, x, 32);
     buf_adds(&doc, "\",\"y\":\"");
     b64u_bn(&doc, x, 32);
-    buf_adds(&doc, "\"},{\"kty\":\"oct\",\"kid\":\"k\",\"k\":\"AAAA\"},{\"kty\":\"RSA\",\"kid\":\"enc\",\"use\":\"enc\","
-                   "\"n\":\"AQAB\",\"e\":\"AQAB\"},{\"kty\":\"RSA\",\"kid\":\"small\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}");
+    buf_adds(&doc,
+             "\"},{\"kty\":\"oct\",\"kid\":\"k\",\"k\":\"AAAA\"},{\"kty\":\"RSA\",\"kid\":\"enc\",\"use\":\"enc\","
+             "\"n\":\"AQAB\",\"e\":\"AQAB\"},{\"kty\":\"RSA\",\"kid\":\"small\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}");
     CHECK_INT(jwks_parse(doc.p, doc.len, AUTH_RS256 | AUTH_ES256, &ks, &report), 2);
     CHECK(ks != NULL && ks->n == 2 && ks->id != 0);
     if (ks != NULL) {
@@ -95,9 +96,9 @@ UNIT_TEST(token_cache)
     CHECK_STR(got.sub, "alice");
     CHECK_STR(got.jti, "j1");
     auth_identity_clear(&got);
-    CHECK(auth_cache_get(c, &p, tok, strlen(tok), 8, 3, 900, &got) == 0);   /* another key set */
-    CHECK(auth_cache_get(c, &p, tok, strlen(tok), 7, 4, 900, &got) == 0);   /* reloaded config */
-    CHECK(auth_cache_get(c, &p, tok, strlen(tok), 7, 3, 1010, &got) == 0);  /* exp + leeway passed */
+    CHECK(auth_cache_get(c, &p, tok, strlen(tok), 8, 3, 900, &got) == 0);  /* another key set */
+    CHECK(auth_cache_get(c, &p, tok, strlen(tok), 7, 4, 900, &got) == 0);  /* reloaded config */
+    CHECK(auth_cache_get(c, &p, tok, strlen(tok), 7, 3, 1010, &got) == 0); /* exp + leeway passed */
     CHECK(auth_cache_get(c, &p, "other.token.x", 13, 7, 3, 900, &got) == 0);
     CHECK(got.claims == NULL);
     auth_identity_clear(&id);

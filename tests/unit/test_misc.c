@@ -94,22 +94,22 @@ UNIT_TEST(creds_secrecy_and_mask)
     char m[32];
 
     buf_init(&err, 4096);
-    CHECK(creds_load(unit_file("c1.json", "{\"prod\":{\"access_key_id\":\"LTAI5tAbcdEfgh\",\"access_key_secret\":\"s\"}}",
-                               0644),
+    CHECK(creds_load(unit_file("c1.json",
+                               "{\"prod\":{\"access_key_id\":\"LTAI5tAbcdEfgh\",\"access_key_secret\":\"s\"}}", 0644),
                      &c, &err) != 0);
     CHECK(strstr(err.p, "mode 0644") != NULL);
-    CHECK(creds_load(unit_file("c2.json", "{\"prod\":{\"access_key_id\":\"LTAI5tAbcdEfgh\",\"access_key_secret\":\"s\"}}",
-                               0460),
+    CHECK(creds_load(unit_file("c2.json",
+                               "{\"prod\":{\"access_key_id\":\"LTAI5tAbcdEfgh\",\"access_key_secret\":\"s\"}}", 0460),
                      &c, &err) != 0);
-    CHECK(creds_load(unit_file("c3.json", "{\"prod\":{\"access_key_id\":\"LTAI5tAbcdEfgh\",\"access_key_secret\":\"s\"}}",
-                               0440),
+    CHECK(creds_load(unit_file("c3.json",
+                               "{\"prod\":{\"access_key_id\":\"LTAI5tAbcdEfgh\",\"access_key_secret\":\"s\"}}", 0440),
                      &c, &err) == 0);
     CHECK_STR(creds_find(c, "prod")->secret, "s");
     creds_free(c);
     c = NULL;
     buf_reset(&err);
-    CHECK(creds_load(unit_file("c4.json", "{\"prod\":{\"access_key_id\":\"x\",\"access_key_secret\":\"topsecret\",\"x\":1",
-                               0600),
+    CHECK(creds_load(unit_file("c4.json",
+                               "{\"prod\":{\"access_key_id\":\"x\",\"access_key_secret\":\"topsecret\",\"x\":1", 0600),
                      &c, &err) != 0);
     CHECK(strstr(err.p, "topsecret") == NULL); /* parse errors never quote a secret file */
     creds_mask("LTAI5tAbcdEfgh12", m, sizeof(m));

@@ -15,10 +15,14 @@ UNIT_TEST(sign_vector_describe_dedicated_hosts)
 {
     /* Deliberately out of order: sign_rpc sorts. */
     struct sign_param p[] = {
-        {"Version", "2014-05-26"},       {"AccessKeyId", "testid"},
-        {"Action", "DescribeDedicatedHosts"}, {"Format", "JSON"},
-        {"RegionId", "cn-beijing"},      {"SignatureMethod", "HMAC-SHA1"},
-        {"SignatureNonce", "edb2b34af0af9a6d14deaf7c1a5315eb"}, {"SignatureVersion", "1.0"},
+        {"Version", "2014-05-26"},
+        {"AccessKeyId", "testid"},
+        {"Action", "DescribeDedicatedHosts"},
+        {"Format", "JSON"},
+        {"RegionId", "cn-beijing"},
+        {"SignatureMethod", "HMAC-SHA1"},
+        {"SignatureNonce", "edb2b34af0af9a6d14deaf7c1a5315eb"},
+        {"SignatureVersion", "1.0"},
         {"Timestamp", "2023-03-13T08:34:30Z"},
     };
     CHECK_STR(sig_of("GET", p, 9), "9NaGiOspFP5UPcwX8Iwt2YJXXuk=");
@@ -27,9 +31,14 @@ UNIT_TEST(sign_vector_describe_dedicated_hosts)
 UNIT_TEST(sign_vector_describe_regions_get_and_post)
 {
     struct sign_param p[] = {
-        {"AccessKeyId", "testid"}, {"Action", "DescribeRegions"}, {"Format", "XML"},
-        {"SignatureMethod", "HMAC-SHA1"}, {"SignatureNonce", "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf"},
-        {"SignatureVersion", "1.0"}, {"Timestamp", "2016-02-23T12:46:24Z"}, {"Version", "2014-05-26"},
+        {"AccessKeyId", "testid"},
+        {"Action", "DescribeRegions"},
+        {"Format", "XML"},
+        {"SignatureMethod", "HMAC-SHA1"},
+        {"SignatureNonce", "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf"},
+        {"SignatureVersion", "1.0"},
+        {"Timestamp", "2016-02-23T12:46:24Z"},
+        {"Version", "2014-05-26"},
     };
     CHECK_STR(sig_of("GET", p, 8), "OLeaidS1JvxuMvnyHOwuJ+uX5qY=");
     CHECK_STR(sig_of("POST", p, 8), "MxbnVAM4w6sft9xjVpe/GCKueuk=");
@@ -52,13 +61,14 @@ UNIT_TEST(sign_percent_encoding)
 
 UNIT_TEST(sign_call_builds_sorted_signed_form)
 {
-    struct sign_call c = {"POST", "DeleteReplicationJob", "2019-06-01", "j-bp17m1vi6x21qhqk", "testid",
-                          "testsecret", NULL, "nonce1", "2026-01-01T00:00:00Z"};
+    struct sign_call c = {
+        "POST",   "DeleteReplicationJob", "2019-06-01", "j-bp17m1vi6x21qhqk", "testid", "testsecret", NULL,
+        "nonce1", "2026-01-01T00:00:00Z"};
     struct buf b;
     struct sign_param p[] = {
-        {"AccessKeyId", "testid"}, {"Action", "DeleteReplicationJob"}, {"Format", "JSON"},
-        {"JobId", "j-bp17m1vi6x21qhqk"}, {"SignatureMethod", "HMAC-SHA1"}, {"SignatureNonce", "nonce1"},
-        {"SignatureVersion", "1.0"}, {"Timestamp", "2026-01-01T00:00:00Z"}, {"Version", "2019-06-01"},
+        {"AccessKeyId", "testid"},       {"Action", "DeleteReplicationJob"},    {"Format", "JSON"},
+        {"JobId", "j-bp17m1vi6x21qhqk"}, {"SignatureMethod", "HMAC-SHA1"},      {"SignatureNonce", "nonce1"},
+        {"SignatureVersion", "1.0"},     {"Timestamp", "2026-01-01T00:00:00Z"}, {"Version", "2019-06-01"},
     };
     char sig[SIGN_SIG_LEN], want[1024];
     struct buf enc;

@@ -18,40 +18,40 @@ struct unit_test {
 extern int unit_failures;
 void unit_register(struct unit_test *t);
 
-#define UNIT_TEST(name)                                                                                          \
-    static void name(void);                                                                                      \
-    static struct unit_test name##_reg = {#name, name, NULL};                                                    \
-    __attribute__((constructor)) static void name##_ctor(void)                                                  \
-    {                                                                                                            \
-        unit_register(&name##_reg);                                                                              \
-    }                                                                                                            \
+#define UNIT_TEST(name)                                                                                                \
+    static void name(void);                                                                                            \
+    static struct unit_test name##_reg = {#name, name, NULL};                                                          \
+    __attribute__((constructor)) static void name##_ctor(void)                                                         \
+    {                                                                                                                  \
+        unit_register(&name##_reg);                                                                                    \
+    }                                                                                                                  \
     static void name(void)
 
-#define CHECK(cond)                                                                                              \
-    do {                                                                                                         \
-        if (!(cond)) {                                                                                           \
-            unit_failures++;                                                                                     \
-            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                    \
-        }                                                                                                        \
+#define CHECK(cond)                                                                                                    \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            unit_failures++;                                                                                           \
+            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                          \
+        }                                                                                                              \
     } while (0)
 
-#define CHECK_STR(got, want)                                                                                     \
-    do {                                                                                                         \
-        const char *g_ = (got), *w_ = (want);                                                                    \
-        if (g_ == NULL || strcmp(g_, w_) != 0) {                                                                 \
-            unit_failures++;                                                                                     \
-            fprintf(stderr, "  FAIL %s:%d: %s\n    got  %s\n    want %s\n", __FILE__, __LINE__, #got,            \
-                    g_ ? g_ : "(null)", w_);                                                                     \
-        }                                                                                                        \
+#define CHECK_STR(got, want)                                                                                           \
+    do {                                                                                                               \
+        const char *g_ = (got), *w_ = (want);                                                                          \
+        if (g_ == NULL || strcmp(g_, w_) != 0) {                                                                       \
+            unit_failures++;                                                                                           \
+            fprintf(stderr, "  FAIL %s:%d: %s\n    got  %s\n    want %s\n", __FILE__, __LINE__, #got,                  \
+                    g_ ? g_ : "(null)", w_);                                                                           \
+        }                                                                                                              \
     } while (0)
 
-#define CHECK_INT(got, want)                                                                                     \
-    do {                                                                                                         \
-        long long g_ = (long long)(got), w_ = (long long)(want);                                                 \
-        if (g_ != w_) {                                                                                          \
-            unit_failures++;                                                                                     \
-            fprintf(stderr, "  FAIL %s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_);           \
-        }                                                                                                        \
+#define CHECK_INT(got, want)                                                                                           \
+    do {                                                                                                               \
+        long long g_ = (long long)(got), w_ = (long long)(want);                                                       \
+        if (g_ != w_) {                                                                                                \
+            unit_failures++;                                                                                           \
+            fprintf(stderr, "  FAIL %s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_);                 \
+        }                                                                                                              \
     } while (0)
 
 /* Write text to a fresh file under the test's temp folder; returns its path (static buffer rotation). */
