@@ -87,7 +87,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (d->gw->jobs_in_flight == 0 || clock_mono_ms() >= d->deadline_ms) {
+    /* Done when no request is in flight and every reply has left. */
+    if ((d->gw->jobs_in_flight == 0 && srv_unsent_replies(d->gw->srv) == 0) || clock_mono_ms() >= d->deadline_ms) {
         if (d->gw->jobs_in_flight > 0)
             log_warn("shutdown timeout: %ld requests still in flight are abandoned", d->gw->jobs_in_flight);
         event_base_loopexit(d->gw->base, NULL);

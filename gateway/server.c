@@ -302,6 +302,16 @@ long srv_connections(const struct srv *s)
     return s->nconns;
 }
 
+long srv_unsent_replies(const struct srv *s)
+{
+    long n = 0;
+
+    for (const struct srv_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->adopted && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+            n++;
+    return n;
+}
+
 static void add_common_headers(struct evhttp_request *req, const char *request_id, const char *ctype)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);

@@ -28,6 +28,8 @@ void srv_stop_accepting(struct srv *s);
 /* Apply limits of a reloaded configuration (listen addresses stay). */
 void srv_reconfigure(struct srv *s, const struct gw_config *cfg);
 long srv_connections(const struct srv *s);
+/* Connections whose reply is not fully handed to the kernel yet (drain waits). */
+long srv_unsent_replies(const struct srv *s);
 
 /*
  * Who sent req: the peer's address, and the client's address (PROXY

@@ -10,14 +10,12 @@ import concurrent.futures
 import copy
 import http.client
 import json
-import math
 import os
 import re
 import secrets
 import select
 import signal
 import socket
-import threading
 import time
 
 import pytest
@@ -658,7 +656,7 @@ def test_idle_connections_do_not_lock_out_a_legitimate_caller(gw, sim, keys):
         t0 = time.time()
         r = gw.delete("j-ok1", keys.token(), timeout=5)
         assert r.status == 200, r
-        assert time.time() - t0 < 1.0
+        assert time.time() - t0 < 2.0  # not held until the idle sockets time out
     finally:
         for s in idle:
             s.close()
@@ -704,8 +702,8 @@ def test_full_upstream_queue_is_503_with_retry_after(make_gateway, sim, keys):
         wait_until(lambda: metrics(gw.port).value("smc_gateway_upstream_queued") == 1, what="one request queued")
         t0 = time.time()
         c = gw.delete("j-bp2abcdef", keys.token(), headers={"X-Request-Id": "q-c"})
-        assert time.time() - t0 < 0.5
         assert c.status == 503, c
+        assert time.time() - t0 < 0.9  # refused at once, not queued
         assert int(c.header("Retry-After")) >= 1
         assert c.json()["type"] == "urn:smc-gateway:problem:overloaded"
         assert not a.done() and not b.done()
