@@ -240,38 +240,9 @@ out:
 /* ---- query ---- */
 
 struct query {
-    const char *team, *sub, *job, *decision, *result, *event;
-    int has_since, has_until;
-    int64_t since_ms, until_ms;
+    struct chain_filter f;
     int json;
 };
-
-static int match_str(json_t *e, const char *key, const char *want)
-{
-    json_t *j = json_object_get(e, key);
-
-    return want == NULL || (json_is_string(j) && strcmp(json_string_value(j), want) == 0);
-}
-
-static int query_match(const struct query *q, json_t *e)
-{
-    int64_t ms;
-    json_t *ts;
-
-    if (!match_str(e, "team", q->team) || !match_str(e, "sub", q->sub) || !match_str(e, "job_id", q->job) ||
-        !match_str(e, "decision", q->decision) || !match_str(e, "result", q->result) ||
-        !match_str(e, "event", q->event))
-        return 0;
-    if (q->has_since || q->has_until) {
-        ts = json_object_get(e, "ts");
-        /* Times are compared as instants; an entry without a readable ts matches no range. */
-        if (!json_is_string(ts) || clock_parse_rfc3339(json_string_value(ts), &ms) != 0)
-            return 0;
-        if ((q->has_since && ms < q->since_ms) || (q->has_until && ms >= q->until_ms))
-            return 0;
-    }
-    return 1;
-}
 
 /* A cell's text: strings escaped, other values as JSON; "-" when absent. */
 static int value_text(struct buf *out, json_t *j)
@@ -444,7 +415,7 @@ static int query_file(const struct query *q, const char *path, struct buf *row, 
         if (!json_is_object(e)) {
             fprintf(stderr, "%s: %s:%lu: skipped: not a JSON object\n", prog, path, r.lineno);
             *bad = 1;
-        } else if (query_match(q, e)) {
+        } else if (chain_filter_match(&q->f, e)) {
             if (q->json)
                 print_json(e);
             else
@@ -481,28 +452,28 @@ static int cmd_query(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case 't':
-            r = set_once(&q.team, optarg, "team");
+            r = set_once(&q.f.team, optarg, "team");
             break;
         case 's':
-            r = set_once(&q.sub, optarg, "sub");
+            r = set_once(&q.f.sub, optarg, "sub");
             break;
         case 'j':
-            r = set_once(&q.job, optarg, "job");
+            r = set_once(&q.f.job, optarg, "job");
             break;
         case 'd':
-            r = set_once(&q.decision, optarg, "decision");
+            r = set_once(&q.f.decision, optarg, "decision");
             break;
         case 'r':
-            r = set_once(&q.result, optarg, "result");
+            r = set_once(&q.f.result, optarg, "result");
             break;
         case 'e':
-            r = set_once(&q.event, optarg, "event");
+            r = set_once(&q.f.event, optarg, "event");
             break;
         case 'S':
-            r = set_time(&q.has_since, &q.since_ms, optarg, "since");
+            r = set_time(&q.f.has_since, &q.f.since_ms, optarg, "since");
             break;
         case 'U':
-            r = set_time(&q.has_until, &q.until_ms, optarg, "until");
+            r = set_time(&q.f.has_until, &q.f.until_ms, optarg, "until");
             break;
         case 'J':
             q.json = 1;
@@ -518,7 +489,7 @@ static int cmd_query(int argc, char **argv)
         if (r != 0)
             goto out;
     }
-    if (q.decision != NULL && strcmp(q.decision, "allow") != 0 && strcmp(q.decision, "deny") != 0) {
+    if (q.f.decision != NULL && strcmp(q.f.decision, "allow") != 0 && strcmp(q.f.decision, "deny") != 0) {
         fprintf(stderr, "%s: query: --decision must be allow or deny\n", prog);
         goto out;
     }

@@ -121,28 +121,18 @@ int ar_parse_query(const char *query, struct ar_query *q, const char **why)
     return 0;
 }
 
-static int str_eq(const json_t *o, const char *key, const char *want)
+static const char *or_null(const char *s)
 {
-    const char *v = json_string_value(json_object_get(o, key));
-    return want[0] == '\0' || (v != NULL && strcmp(v, want) == 0);
+    return s[0] != '\0' ? s : NULL;
 }
 
 static int matches(const struct ar_query *q, const json_t *e)
 {
-    int64_t ts;
-    const char *t = json_string_value(json_object_get(e, "ts"));
+    struct chain_filter f = {or_null(q->instance), or_null(q->team),   or_null(q->sub),   or_null(q->job),
+                             or_null(q->decision), or_null(q->result), or_null(q->event), q->since_ms != 0,
+                             q->until_ms != 0,     q->since_ms,        q->until_ms};
 
-    if (!str_eq(e, "instance", q->instance) || !str_eq(e, "team", q->team) || !str_eq(e, "sub", q->sub) ||
-        !str_eq(e, "job_id", q->job) || !str_eq(e, "decision", q->decision) || !str_eq(e, "result", q->result) ||
-        !str_eq(e, "event", q->event))
-        return 0;
-    if (q->since_ms != 0 || q->until_ms != 0) {
-        if (t == NULL || clock_parse_rfc3339(t, &ts) != 0)
-            return 0;
-        if ((q->since_ms != 0 && ts < q->since_ms) || (q->until_ms != 0 && ts >= q->until_ms))
-            return 0;
-    }
-    return 1;
+    return chain_filter_match(&f, e);
 }
 
 struct scan {

@@ -803,3 +803,29 @@ int chain_verifier_finish(struct chain_verifier *v, struct chain_result *res)
     res->error = v->failed ? (v->err.p ? v->err.p : "broken line") : NULL;
     return v->failed ? -1 : 0;
 }
+
+static int filter_str(const json_t *e, const char *key, const char *want)
+{
+    const json_t *j = json_object_get(e, key);
+
+    return want == NULL || (json_is_string(j) && strcmp(json_string_value(j), want) == 0);
+}
+
+int chain_filter_match(const struct chain_filter *f, const json_t *e)
+{
+    int64_t ms;
+    const json_t *ts;
+
+    if (!filter_str(e, "instance", f->instance) || !filter_str(e, "team", f->team) || !filter_str(e, "sub", f->sub) ||
+        !filter_str(e, "job_id", f->job) || !filter_str(e, "decision", f->decision) ||
+        !filter_str(e, "result", f->result) || !filter_str(e, "event", f->event))
+        return 0;
+    if (f->has_since || f->has_until) {
+        ts = json_object_get(e, "ts");
+        if (!json_is_string(ts) || clock_parse_rfc3339(json_string_value(ts), &ms) != 0)
+            return 0;
+        if ((f->has_since && ms < f->since_ms) || (f->has_until && ms >= f->until_ms))
+            return 0;
+    }
+    return 1;
+}

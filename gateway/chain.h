@@ -15,6 +15,7 @@
 
 #include "buf.h"
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,19 @@ EVP_PKEY *chain_load_public_key(const char *path, struct buf *err);
  */
 int chain_checkpoint_line(struct buf *out, EVP_PKEY *priv, const char *instance, uint64_t seq,
                           const unsigned char prev[32], int64_t wall_ms, uint64_t count);
+
+/*
+ * Which entries a reader wants (smc-gateway-audit query, GET /audit). NULL
+ * fields match everything; strings match exactly; times are compared as
+ * instants (since inclusive, until exclusive) and an entry without a
+ * readable ts matches no time range.
+ */
+struct chain_filter {
+    const char *instance, *team, *sub, *job, *decision, *result, *event;
+    int has_since, has_until;
+    int64_t since_ms, until_ms;
+};
+int chain_filter_match(const struct chain_filter *f, const json_t *entry);
 
 /*
  * Append s (len bytes, any content) to out so that it is safe on a terminal
