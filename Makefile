@@ -112,3 +112,4 @@ clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
 
 include deploy/install.mk
+include tests/soak/soak.mk

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -621,6 +622,39 @@ static void setup_http(struct evhttp *h, const struct gw_config *cfg)
     evhttp_set_default_content_type(h, "application/json");
 }
 
+/*
+ * Bind host:port with a listen backlog that fits the connection cap
+ * (evhttp_bind_socket's is 128: bursts of connects would be dropped and
+ * their clients would wait a SYN retry, a second or more).
+ */
+static struct evhttp_bound_socket *bind_listener(struct evhttp *h, struct event_base *base, const char *host, int port,
+                                                 int backlog)
+{
+    struct addrinfo hints, *ai = NULL;
+    struct evconnlistener *l = NULL;
+    struct evhttp_bound_socket *b = NULL;
+    char portstr[16];
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &ai) != 0 || ai == NULL)
+        goto out;
+    l = evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                backlog, ai->ai_addr, (int)ai->ai_addrlen);
+    if (l == NULL)
+        goto out;
+    b = evhttp_bind_listener(h, l);
+    if (b == NULL)
+        evconnlistener_free(l);
+out:
+    if (ai != NULL)
+        freeaddrinfo(ai);
+    return b;
+}
+
 void srv_reconfigure(struct srv *s, const struct gw_config *cfg)
 {
     s->max_conns = cfg->limits.max_connections;
@@ -657,7 +691,8 @@ struct srv *srv_new(struct gw *gw, const struct gw_config *cfg, struct buf *err)
     evhttp_set_bevcb(s->http, make_conn, s);
     evhttp_set_gencb(s->http, on_request, s);
     srv_reconfigure(s, cfg);
-    s->bound = evhttp_bind_socket_with_handle(s->http, cfg->listen_host, (ev_uint16_t)cfg->listen_port);
+    s->bound = bind_listener(s->http, gw->base, cfg->listen_host, cfg->listen_port,
+                             cfg->limits.max_connections < SOMAXCONN ? SOMAXCONN : (int)cfg->limits.max_connections);
     if (s->bound == NULL) {
         buf_printf(err, "%s: listen: cannot bind %s:%d\n", cfg->path, cfg->listen_host, cfg->listen_port);
         goto out;
@@ -668,7 +703,7 @@ struct srv *srv_new(struct gw *gw, const struct gw_config *cfg, struct buf *err)
             goto out;
         setup_http(s->admin, cfg);
         evhttp_set_gencb(s->admin, on_admin_request, s);
-        s->admin_bound = evhttp_bind_socket_with_handle(s->admin, cfg->admin_host, (ev_uint16_t)cfg->admin_port);
+        s->admin_bound = bind_listener(s->admin, gw->base, cfg->admin_host, cfg->admin_port, SOMAXCONN);
         if (s->admin_bound == NULL) {
             buf_printf(err, "%s: admin_listen: cannot bind %s:%d\n", cfg->path, cfg->admin_host, cfg->admin_port);
             goto out;

@@ -177,6 +177,14 @@ import sys
 t = sys.argv[1]
 i = len(t) - 10
 print(t[:i] + ("A" if t[i] != "A" else "B") + t[i + 1:])' "$token")
+# Tokens each verifier must refuse for its claims: another audience, another
+# issuer, expired beyond the gateway's 60 s leeway.
+mint() {
+    "$TOKEN_TOOL" --alg RS256 --key "$work/jwt.key" --sub alice@example.com --team migration "$@"
+}
+bad_aud=$(mint --iss "$ISSUER" --aud other-service --ttl 3600)
+bad_iss=$(mint --iss https://evil.example.com --aud "$AUDIENCE" --ttl 3600)
+expired=$(mint --iss "$ISSUER" --aud "$AUDIENCE" --ttl -120)
 export BENCH_TOKEN=$token
 
 cat >"$work/credentials.json" <<EOF
@@ -435,18 +443,24 @@ check() {
 }
 
 auth=(-H "Authorization: Bearer $token")
-bad_auth=(-H "Authorization: Bearer $tampered")
 check "static upstream (POST form)" 200 -X POST -H 'Content-Type: application/x-www-form-urlencoded' \
     --data 'Action=DeleteReplicationJob&JobId=j-bench1' "$static_url"
 check "nginx plain proxy" 200 -X DELETE "${auth[@]}" "http://127.0.0.1:$nginx_port/jobs/j-bench1"
 check "HAProxy" 200 -X DELETE "${auth[@]}" "http://127.0.0.1:$haproxy_port/jobs/j-bench1"
-check "HAProxy (tampered token)" 401 -X DELETE "${bad_auth[@]}" "http://127.0.0.1:$haproxy_port/jobs/j-bench1"
 check "HAProxy (no token)" 401 -X DELETE "http://127.0.0.1:$haproxy_port/jobs/j-bench1"
+refusals=(tampered "$tampered" "wrong aud" "$bad_aud" "wrong iss" "$bad_iss" expired "$expired")
+for ((i = 0; i < ${#refusals[@]}; i += 2)); do
+    check "HAProxy (${refusals[i]} token)" 401 -X DELETE -H "Authorization: Bearer ${refusals[i + 1]}" \
+        "http://127.0.0.1:$haproxy_port/jobs/j-bench1"
+done
 for v in "${gw_variants[@]}"; do
     start_gateway "$v" "$static_url" "check-$v"
     check "smc-gateway ($v)" 200 -X DELETE "${auth[@]}" "http://127.0.0.1:$gw_port/jobs/j-bench1"
-    check "smc-gateway ($v, tampered token)" 401 -X DELETE "${bad_auth[@]}" "http://127.0.0.1:$gw_port/jobs/j-bench1"
-    stop_gateway "check-$v" 1 1 0
+    for ((i = 0; i < ${#refusals[@]}; i += 2)); do
+        check "smc-gateway ($v, ${refusals[i]} token)" 401 -X DELETE \
+            -H "Authorization: Bearer ${refusals[i + 1]}" "http://127.0.0.1:$gw_port/jobs/j-bench1"
+    done
+    stop_gateway "check-$v" 1 $((${#refusals[@]} / 2)) 0
 done
 [ "$audit_bad" -eq 0 ] || die "the gateway's audit file does not match the requests it served"
 

@@ -28,6 +28,8 @@ FUZZ_OBJS    := $(FUZZ_SRCS:gateway/%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 # Each run: at most 2 GiB, 10 s per input; leaks count as failures.
 FUZZ_RUN_FLAGS := -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+# UBSan reports name the call chain, not just the line.
+FUZZ_ENV     := UBSAN_OPTIONS=print_stacktrace=1
 
 .PHONY: fuzz fuzz-build fuzz-regress deps-fuzz
 
@@ -62,7 +64,7 @@ fuzz: deps-fuzz fuzz-build
 		dict=""; [ -f tests/fuzz/dict/$$t.dict ] && dict="-dict=tests/fuzz/dict/$$t.dict"; \
 		reg=""; [ -d tests/fuzz/regressions/$$t ] && reg="tests/fuzz/regressions/$$t"; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-		if ! $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $(FUZZ_RUN_FLAGS) $$dict \
+		if ! $(FUZZ_ENV) $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $(FUZZ_RUN_FLAGS) $$dict \
 			-artifact_prefix=$(FUZZ_DIR)/artifacts/$$t/ $(FUZZ_FLAGS) \
 			$(FUZZ_DIR)/corpus/$$t $$reg </dev/null >$(FUZZ_DIR)/$$t.log 2>&1; then \
 			tail -n 60 $(FUZZ_DIR)/$$t.log; failed="$$failed $$t"; \
@@ -86,7 +88,7 @@ fuzz-regress: fuzz-build
 		files=$$(find tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t -type f 2>/dev/null | sort); \
 		[ -n "$$files" ] || continue; \
 		printf 'fuzz-regress: %-10s %3s inputs\n' $$t $$(echo "$$files" | wc -l); \
-		if ! $(FUZZ_DIR)/fuzz_$$t -rss_limit_mb=2048 -timeout=10 $$files </dev/null \
+		if ! $(FUZZ_ENV) $(FUZZ_DIR)/fuzz_$$t -rss_limit_mb=2048 -timeout=10 $$files </dev/null \
 			>$(FUZZ_DIR)/$$t.regress.log 2>&1; then \
 			grep -E '^Running:|FUZZ_CHECK|ERROR|SUMMARY' $(FUZZ_DIR)/$$t.regress.log | tail -n 4; \
 			failed="$$failed $$t"; \

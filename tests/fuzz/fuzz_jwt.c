@@ -4,8 +4,10 @@
  *
  * Two modes, chosen by the input:
  *   - without a NUL byte, the input is a compact token as a caller sends it,
- *     verified against three key sets: an HS* secret, an RSA public key
- *     (loaded from a PEM through auth_keyset_load_file) and an EC P-256 key.
+ *     verified against four key sets: an HS* secret, an RSA public key
+ *     (loaded from a PEM through auth_keyset_load_file), an EC P-256 key,
+ *     and a set of keys with kids as a JWKS gives (two of them for ES256,
+ *     so the token's kid decides).
  *     The secret is fixed, so committed HS256 seeds verify and reach the
  *     claim checks;
  *   - with one, the input is HEADER-JSON NUL CLAIMS-JSON: both are base64url
@@ -31,7 +33,7 @@
 /* The HS* secret; tests/fuzz/make-seeds.py signs the seed tokens with it. */
 static const char hs_secret[] = "fuzz-secret-0123456789abcdef0123456789";
 
-static struct auth_keyset *ks_hs, *ks_rs, *ks_es;
+static struct auth_keyset *ks_hs, *ks_rs, *ks_es, *ks_kids;
 static EVP_PKEY *rsa_priv, *ec_priv;
 
 static struct auth_keyset *hmac_keyset(void)
@@ -74,6 +76,27 @@ static struct auth_keyset *pem_keyset(EVP_PKEY *priv, int algs)
     return ks;
 }
 
+/* A set like one from a JWKS: keys with kids, two of them for ES256 ("ec-1" is ec_priv). */
+static struct auth_keyset *kid_keyset(void)
+{
+    static const char *const kids[] = {"ec-1", "ec-2", "rsa-1"};
+    struct auth_keyset *ks = calloc(1, sizeof(*ks));
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+
+    FUZZ_CHECK(ks != NULL && other != NULL && (ks->keys = calloc(3, sizeof(*ks->keys))) != NULL);
+    ks->n = 3;
+    ks->id = auth_keyset_next_id();
+    ks->keys[0].pkey = ec_priv;
+    ks->keys[1].pkey = other;
+    ks->keys[2].pkey = rsa_priv;
+    FUZZ_CHECK(EVP_PKEY_up_ref(ec_priv) == 1 && EVP_PKEY_up_ref(rsa_priv) == 1);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(ks->keys[i].kid, sizeof(ks->keys[i].kid), "%s", kids[i]);
+        ks->keys[i].algs = auth_pkey_algs(ks->keys[i].pkey);
+    }
+    return ks;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -84,6 +107,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ks_hs = hmac_keyset();
     ks_rs = pem_keyset(rsa_priv, AUTH_RS256 | AUTH_RS384 | AUTH_RS512);
     ks_es = pem_keyset(ec_priv, AUTH_ES256);
+    ks_kids = kid_keyset();
     return 0;
 }
 
@@ -184,17 +208,27 @@ static void verify(const struct auth_params *p, const struct auth_keyset *ks, co
 
     FUZZ_CHECK(e >= AUTH_OK && e <= AUTH_E_INTERNAL);
     FUZZ_CHECK(auth_err_code(e) != NULL && auth_err_text(e) != NULL);
-    FUZZ_SAY("jwt: %s key: %s\n", ks == ks_hs ? "HS" : ks == ks_rs ? "RS" : "ES", auth_err_code(e));
+    FUZZ_SAY("jwt: %s key: %s\n", ks == ks_hs ? "HS" : ks == ks_rs ? "RS" : ks == ks_es ? "ES" : "kids", auth_err_code(e));
     if (e == AUTH_OK) {
         FUZZ_CHECK(id.claims != NULL && json_is_object(id.claims));
         FUZZ_CHECK(id.sub != NULL && id.sub[0] != '\0');
-        FUZZ_CHECK((id.alg & p->algs) != 0 && (id.alg & ks->keys[0].algs) != 0);
+        int key_algs = 0;
+        for (size_t k = 0; k < ks->n; k++)
+            key_algs |= ks->keys[k].algs;
+        FUZZ_CHECK((id.alg & p->algs) != 0 && (id.alg & key_algs) != 0);
         FUZZ_CHECK(FUZZ_NOW < id.exp + (double)p->leeway_s);
         FUZZ_CHECK(memchr(id.kid, '\0', sizeof(id.kid)) != NULL);
         if (p->issuer != NULL)
             FUZZ_CHECK(id.iss != NULL && strcmp(id.iss, p->issuer) == 0);
-        /* The kid reported is the header's, else the key's. */
-        FUZZ_CHECK(strcmp(id.kid, has_kid ? kid : ks->keys[0].kid) == 0);
+        /* The kid reported is the header's, else that of a key for the algorithm. */
+        if (has_kid) {
+            FUZZ_CHECK(strcmp(id.kid, kid) == 0);
+        } else {
+            size_t k;
+            for (k = 0; k < ks->n && !((ks->keys[k].algs & id.alg) && strcmp(ks->keys[k].kid, id.kid) == 0); k++)
+                ;
+            FUZZ_CHECK(k < ks->n);
+        }
         check_teams(id.claims);
         check_cache(p, ks, tok, len, p->max_age_s > 0 ? 2 : 1, &id);
     } else {
@@ -219,6 +253,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         verify(&strict, ks_hs, tok, size);
         verify(&strict, ks_rs, tok, size);
         verify(&strict, ks_es, tok, size);
+        verify(&strict, ks_kids, tok, size);
         free(tok);
     } else {
         size_t hlen = (size_t)(nul - data), clen = size - hlen - 1;
@@ -244,6 +279,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             verify(&strict, ks_rs, tok, len);
         if (strncmp(alg, "ES", 2) == 0)
             verify(&strict, ks_es, tok, len);
+        if (strncmp(alg, "RS", 2) == 0 || strncmp(alg, "ES", 2) == 0)
+            verify(&strict, ks_kids, tok, len);
         free(tok);
     }
     return 0;

@@ -57,6 +57,7 @@ import gwtest  # noqa: E402  (Keys, Gateway, request, wait_port; its binaries ar
 
 # ---------------------------------------------------------------- utilities
 
+KEEP_RUNS = 5          # run folders kept under BUILD/soak
 FAILURES = []          # (phase, message)
 CHILDREN = []          # every subprocess.Popen we started
 PHASE = ["setup"]
@@ -207,6 +208,16 @@ def by_status(samples, route="jobs"):
         if n == "smc_gateway_requests_total" and l.get("route") == route and v:
             out[int(l["status"])] = out.get(int(l["status"]), 0) + int(v)
     return out
+
+
+def listen_overflows():
+    """The kernel's TcpExt ListenOverflows counter (system-wide)."""
+    try:
+        with open("/proc/net/netstat") as f:
+            rows = [line.split() for line in f if line.startswith("TcpExt:")]
+        return int(dict(zip(rows[0][1:], rows[1][1:]))["ListenOverflows"])
+    except (OSError, LookupError, ValueError):
+        return None
 
 
 def rss_kb(pid):
@@ -363,11 +374,34 @@ class Gateway(gwtest.Gateway):
                 return m
             time.sleep(0.1)
 
+    def log_levels(self):
+        """'N lines: info a, warn b, error c' of the service log, and its error lines."""
+        counts, errors = {}, []
+        try:
+            for line in self.log().splitlines():
+                try:
+                    lvl = json.loads(line).get("level", "?")
+                except ValueError:
+                    lvl = "not-json"
+                counts[lvl] = counts.get(lvl, 0) + 1
+                if lvl in ("error", "not-json") and len(errors) < 5:
+                    errors.append(line[:300])
+        except OSError:
+            pass
+        return "%d lines: %s" % (sum(counts.values()), ", ".join("%s %d" % kv for kv in sorted(counts.items()))), errors
+
     def log_tail(self, n=20):
         try:
             return "\n".join(self.log().splitlines()[-n:])
         except OSError:
             return ""
+
+
+def report_log(gw, name):
+    text, errors = gw.log_levels()
+    log("%s: gateway log %s (%s)" % (name, text, gw.log_file))
+    for e in errors:
+        log("  %s" % e)
 
 
 def run_wrk(ctx, name, port, conns, seconds, env_extra, path="/jobs/j-soak1"):
@@ -409,12 +443,6 @@ def stop_wrk(p, timeout=20):
             p.kill()
             p.wait()
     return p.returncode
-
-
-def read_audit(path):
-    """Raw lines (bytes) of the audit file."""
-    with open(path, "rb") as f:
-        return f.read().splitlines()
 
 
 def verify_audit(ctx, path, name):
@@ -490,6 +518,7 @@ def phase_sustained(ctx, table):
     check(set(statuses) <= {200}, "the gateway answered /jobs with other statuses than 200: %s" % statuses)
     rc = gw.stop()
     check(rc == 0, "gateway exit status %s after SIGTERM; log:\n%s" % (rc, gw.log_tail()))
+    report_log(gw, "phase 1")
     sim_stats = sim.stats()
     sim.stop()
 
@@ -681,7 +710,11 @@ def phase_faults(ctx, table):
     statuses = by_status(m)
     rc = gw.stop()
     check(rc == 0, "gateway exit status %s after SIGTERM; log:\n%s" % (rc, gw.log_tail()))
+    report_log(gw, "phase 2")
     sim.stop()
+    with open(os.path.join(ctx.out, "probes-p2.json"), "w") as f:
+        json.dump([{"fault": n, "expected_status": ws, "expected_result": wr, "expected": w, "probe": p}
+                   for n, ws, wr, w, p in probes_all], f, indent=1)
 
     # Audit: every allowed request has its outcome; the outcomes' statuses are
     # exactly what the gateway answered; every probe has the expected entries.
@@ -965,8 +998,8 @@ def phase_hostile(ctx, table):
         "flood wrk -c%d for %d s, a legitimate caller throughout" % (L, ctx.p3_idle, ctx.p3_slowloris, T,
                                                                      ctx.p3_flood_conns, F))
     t_phase = time.monotonic()
-    wall_phase = time.time()
 
+    overflows0 = listen_overflows()
     # 1,000 idle connections, held (reopened when cut) for the whole phase.
     idle = IdleHolder(gw.port, ctx.p3_idle)
     idle.start()
@@ -975,8 +1008,9 @@ def phase_hostile(ctx, table):
     while time.time() < end and idle.held < ctx.p3_idle:
         time.sleep(0.05)
     gauge.append(msum(metrics(gw.port), "smc_gateway_open_connections"))
-    check(idle.held >= ctx.p3_idle, "only %d of %d idle connections could be opened within 15 s (errors: %s)" %
-          (idle.held, ctx.p3_idle, idle.errors[:3]))
+    # (Cut after header_timeout_ms and reopened: a few may be reconnecting.)
+    check(idle.max_held >= 0.95 * ctx.p3_idle, "at most %d of %d idle connections were open at once within 15 s "
+          "(errors: %s)" % (idle.max_held, ctx.p3_idle, idle.errors[:3]))
     check(gauge[-1] >= 0.95 * ctx.p3_idle, "the gateway reports %d open connections while %d idle ones are held" %
           (gauge[-1], idle.held))
 
@@ -1018,12 +1052,15 @@ def phase_hostile(ctx, table):
     legit.join(40)
     idle.stop_ev.set()
     idle.join(10)
+    overflows1 = listen_overflows()
+    overflows = overflows1 - overflows0 if overflows0 is not None and overflows1 is not None else None
     health_after = gw.healthz()
     alive = gw.alive()
     sampler.stop()
     phase_secs = time.monotonic() - t_phase
     m = gw.wait_idle() if alive else []
     rc = gw.stop()
+    report_log(gw, "phase 3")
     sim.stop()
 
     check(alive, "the gateway died (exit %s); log:\n%s" % (gw.proc.poll(), gw.log_tail()))
@@ -1060,9 +1097,10 @@ def phase_hostile(ctx, table):
         len(closes), ctx.p3_slowloris, closes[0] if closes else 0, closes[-1] if closes else 0, 2 * T / 1000.0)
     lt = sorted(idle.lifetimes)
     idle_text = "held %d at once (all %d after %s), %d cut by the server after %.2f..%.2f s and reopened, %d open " \
-        "at the end; gateway gauge max %d" % (idle.max_held, ctx.p3_idle, "%.1f s" % idle.t_full if idle.t_full
-                                              is not None else "never", idle.cut, lt[0] if lt else 0,
-                                              lt[-1] if lt else 0, idle.still_open, max(gauge))
+        "at the end; gateway gauge max %d; listen queue overflows (kernel, whole machine) %s" % (
+            idle.max_held, ctx.p3_idle, "%.1f s" % idle.t_full if idle.t_full is not None else "never", idle.cut,
+            lt[0] if lt else 0, lt[-1] if lt else 0, idle.still_open, max(gauge),
+            "?" if overflows is None else overflows)
     log("idle connections: %s" % idle_text)
     check(not idle.errors, "idle connections: %d connect errors: %s" % (len(idle.errors), idle.errors[:3]))
     log("slowloris: %s, %d head bytes sent per connection at most" % (slow_text, slow.max_sent))
@@ -1240,7 +1278,13 @@ def main():
     if fst in ("tmpfs", "ramfs"):
         raise SystemExit("soak: %s is on %s: the audit file must be on a real disk (fdatasync must cost what it "
                          "costs); build elsewhere (BUILD=...)" % (base, fst))
+    # Keep the last few runs (a failed run keeps its audit files: up to 1 GB).
+    runs = sorted(d for d in os.listdir(base) if re.match(r"^\d{8}-\d{6}(-\d+)?$", d))
+    for d in runs[:-(KEEP_RUNS - 1)] if len(runs) >= KEEP_RUNS else []:
+        shutil.rmtree(os.path.join(base, d), ignore_errors=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    if os.path.exists(os.path.join(base, stamp)):
+        stamp += "-%d" % os.getpid()
     ctx.out = os.path.join(base, stamp)
     os.makedirs(ctx.out)
     os.chmod(ctx.out, 0o700)
@@ -1269,6 +1313,7 @@ def main():
         raise KeyboardInterrupt("signal %d" % sig)
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     t_start = time.monotonic()
     table = []
     interrupted = False
