@@ -113,3 +113,5 @@ clean:
 
 include deploy/install.mk
 include tests/soak/soak.mk
+include tests/fuzz/fuzz.mk
+include tests/bench/bench.mk

@@ -254,10 +254,10 @@ static int value_text(struct buf *out, json_t *j)
         rc = buf_adds(out, "-");
     } else if (json_is_string(j)) {
         rc = json_string_length(j) == 0 ? buf_adds(out, "\"\"")
-                                        : chain_escape(out, json_string_value(j), json_string_length(j));
+                                        : buf_term_str(out, json_string_value(j), json_string_length(j));
     } else {
         s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-        rc = s == NULL ? -1 : chain_escape(out, s, strlen(s));
+        rc = s == NULL ? -1 : buf_term_str(out, s, strlen(s));
     }
     free(s);
     return rc;

@@ -178,7 +178,7 @@ out:
 /* Read one file backwards, line by line; 1 when the page is complete. */
 static int scan_file(struct scan *s, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC), stop = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), stop = 0, skip_tail = 0;
     struct stat st;
     off_t pos;
     char *chunk = NULL;
@@ -189,6 +189,8 @@ static int scan_file(struct scan *s, const char *path)
         goto out;
     pos = st.st_size;
     /* A last line without its newline is still being written: skip it. */
+    if (pos > 0 && pread(fd, chunk, 1, pos - 1) == 1 && chunk[0] != '\n')
+        skip_tail = 1;
     while (pos > 0 && !stop) {
         size_t want = pos > AR_CHUNK ? AR_CHUNK : (size_t)pos;
         ssize_t n, end;
@@ -200,7 +202,11 @@ static int scan_file(struct scan *s, const char *path)
         for (ssize_t i = n - 1; i >= 0 && !stop; i--) {
             if (chunk[i] != '\n')
                 continue;
-            if (i + 1 < end || carry.len > 0) {
+            if (skip_tail) {
+                /* The bytes after the last newline: not a line yet. */
+                skip_tail = 0;
+                buf_reset(&carry);
+            } else if (i + 1 < end || carry.len > 0) {
                 if (carry.len > 0) {
                     struct buf line;
                     buf_init(&line, CHAIN_LINE_MAX);
@@ -227,8 +233,8 @@ static int scan_file(struct scan *s, const char *path)
             carry = tmp;
         }
     }
-    if (!stop && pos == 0 && carry.len > 0 && st.st_size > 0) {
-        /* The file's first line (only if it was complete: it ended with a newline). */
+    if (!stop && !skip_tail && pos == 0 && carry.len > 0 && st.st_size > 0) {
+        /* The file's first line: complete, since a later newline ended it. */
         stop = take_line(s, carry.p, carry.len);
     }
 out:

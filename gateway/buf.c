@@ -227,3 +227,50 @@ out:
     errno = saved;
     return rc;
 }
+
+/* Code points that change how a terminal shows the text around them. */
+static int unsafe_codepoint(unsigned int cp)
+{
+    return (cp >= 0x80 && cp <= 0x9F) ||     /* C1 controls (CSI, OSC, ...) */
+           (cp >= 0x200B && cp <= 0x200F) || /* zero-width and direction marks */
+           (cp >= 0x2028 && cp <= 0x202E) || /* line separators, bidi embeddings and overrides */
+           (cp >= 0x2060 && cp <= 0x2069) || /* invisible operators, bidi isolates */
+           cp == 0xFEFF;
+}
+
+int buf_term_str(struct buf *out, const char *s, size_t len)
+{
+    int rc = -1;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = out->len, i = 0, n;
+
+    while (i < len) {
+        unsigned char c = u[i];
+        int r;
+        if (c == '\\') {
+            r = buf_add(out, "\\\\", 2);
+            n = 1;
+        } else if (c >= 0x20 && c < 0x7F) {
+            r = buf_addc(out, (char)c);
+            n = 1;
+        } else if (c < 0x80 || (n = buf_utf8_len(u + i, len - i)) == 0) {
+            r = buf_printf(out, "\\x%02x", c);
+            n = 1;
+        } else {
+            unsigned int cp = c & (0x7F >> n);
+            for (size_t k = 1; k < n; k++)
+                cp = (cp << 6) | (u[i + k] & 0x3F);
+            r = unsafe_codepoint(cp) ? buf_printf(out, "\\u%04x", cp) : buf_add(out, u + i, n);
+        }
+        if (r != 0)
+            goto out;
+        i += n;
+    }
+    rc = 0;
+out:
+    if (rc != 0 && out->p != NULL) {
+        out->len = start;
+        out->p[start] = '\0';
+    }
+    return rc;
+}

@@ -41,6 +41,15 @@ size_t buf_utf8_len(const unsigned char *s, size_t avail);
  * safe for secret files when followed by buf_wipe.
  */
 int buf_read_file(struct buf *b, const char *path);
+/*
+ * Append s (len bytes, any content) to out so that it is safe on a terminal
+ * and unambiguous: printable ASCII is kept, '\' becomes "\\", bytes below
+ * 0x20, 0x7F and bytes that are not valid UTF-8 become "\xNN", and the C1
+ * controls and the Unicode bidi and line-separator format characters become
+ * "\uNNNN". 0, or -1 when out's cap is reached (out is then unchanged).
+ */
+int buf_term_str(struct buf *out, const char *s, size_t len);
+
 /* Hand the memory to the caller (who frees it) and reset the buffer. */
 char *buf_take(struct buf *b);
 

@@ -83,15 +83,6 @@ struct chain_filter {
 int chain_filter_match(const struct chain_filter *f, const json_t *entry);
 
 /*
- * Append s (len bytes, any content) to out so that it is safe on a terminal
- * and unambiguous: printable ASCII is kept, '\' becomes "\\", bytes below
- * 0x20, 0x7F and bytes that are not valid UTF-8 become "\xNN", and the C1
- * controls and the Unicode bidi and line-separator format characters become
- * "\uNNNN". 0, or -1 when out's cap is reached (out is then unchanged).
- */
-int chain_escape(struct buf *out, const char *s, size_t len);
-
-/*
  * The streaming verifier. Feed it every line of every file, oldest file
  * first, in order; it checks each line's syntax, the seq/prev chain within
  * and across files, every checkpoint's count, key and signature, and stops

@@ -308,14 +308,18 @@ static void load_network(struct jc *jc, const json_t *root, struct gw_config *c)
         jc_only_keys(jc, cors, "cors", corskeys);
         if (jc_strv(jc, cors, "cors", "allowed_origins", 1, &c->cors.origins, &n) == 0) {
             for (size_t i = 0; i < n; i++) {
-                const char *o = c->cors.origins[i];
+                const char *o = c->cors.origins[i], *host = NULL;
                 char p[64];
                 snprintf(p, sizeof(p), "cors.allowed_origins[%zu]", i);
+                if (strncmp(o, "https://", 8) == 0)
+                    host = o + 8;
+                else if (strncmp(o, "http://", 7) == 0)
+                    host = o + 7;
                 if (strcmp(o, "*") == 0 || strcmp(o, "null") == 0)
                     jc_error(jc, p, "\"%s\" is never allowed: name each dashboard's origin", o);
-                else if (strncmp(o, "https://", 8) != 0 && strncmp(o, "http://", 7) != 0)
+                else if (host == NULL || host[0] == '\0')
                     jc_error(jc, p, "must be an origin such as https://dash.example.com");
-                else if (strchr(o + 8, '/') != NULL)
+                else if (strchr(host, '/') != NULL)
                     jc_error(jc, p, "an origin has no path");
             }
         }
@@ -388,7 +392,9 @@ static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf 
     int n = -1;
     const char *src = c->auth.jwks_url ? c->auth.jwks_url : c->auth.jwks_file;
 
-    if (c->auth.algs == 0 || ((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC)))
+    /* Nothing to load when the source or the algorithms are already in error. */
+    if (c->auth.algs == 0 || ((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC)) ||
+        !!c->auth.key_file + !!c->auth.jwks_file + !!c->auth.jwks_url != 1)
         return;
     if (c->auth.key_file != NULL) {
         if ((c->auth.algs & AUTH_ALGS_HMAC) && creds_check_secrecy(c->auth.key_file, err) != 0)

@@ -141,8 +141,13 @@ int jwks_parse(const char *doc, size_t len, int algs, struct auth_keyset **out, 
     root = json_loadb(doc, len, JSON_REJECT_DUPLICATES, &je);
     keys = json_object_get(root, "keys");
     if (!json_is_array(keys)) {
-        buf_printf(report, "not a JWKS document (an object with a \"keys\" array)%s%s\n", root ? "" : ": ",
-                   root ? "" : je.text);
+        /* je.text quotes the document: the IdP's bytes, escaped for terminals. */
+        buf_adds(report, "not a JWKS document (an object with a \"keys\" array)");
+        if (root == NULL) {
+            buf_printf(report, ": line %d, column %d: ", je.line, je.column);
+            buf_term_str(report, je.text, strlen(je.text));
+        }
+        buf_addc(report, '\n');
         goto out;
     }
     ks = calloc(1, sizeof(*ks));
@@ -157,12 +162,17 @@ int jwks_parse(const char *doc, size_t len, int algs, struct auth_keyset **out, 
         const char *why = NULL;
         EVP_PKEY *pkey = NULL;
         int usable = 0, jalg = 0;
-        char label[AUTH_KID_MAX + 32];
+        struct buf label;
 
-        if (kid != NULL && strlen(kid) <= AUTH_KID_MAX)
-            snprintf(label, sizeof(label), "kid \"%s\"", kid);
-        else
-            snprintf(label, sizeof(label), "key #%zu", i);
+        /* The kid is the IdP's text: escaped, so a report line stays one line. */
+        buf_init(&label, 4 * AUTH_KID_MAX + 32);
+        if (kid != NULL && strlen(kid) <= AUTH_KID_MAX) {
+            buf_adds(&label, "kid \"");
+            buf_term_str(&label, kid, strlen(kid));
+            buf_addc(&label, '"');
+        } else {
+            buf_printf(&label, "key #%zu", i);
+        }
         if (!json_is_object(jwk))
             why = "not a JSON object";
         else if (kid != NULL && (strlen(kid) == 0 || strlen(kid) > AUTH_KID_MAX))
@@ -196,14 +206,17 @@ int jwks_parse(const char *doc, size_t len, int algs, struct auth_keyset **out, 
         }
         ERR_clear_error();
         if (pkey == NULL) {
-            buf_printf(report, "%s: skipped: %s\n", label, why ? why : "unusable");
+            buf_printf(report, "%s: skipped: %s\n", label.p ? label.p : "key", why ? why : "unusable");
+            buf_free(&label);
             continue;
         }
         if (ks->n >= JWKS_KEYS_MAX) {
-            buf_printf(report, "%s: skipped: more than %d keys\n", label, JWKS_KEYS_MAX);
+            buf_printf(report, "%s: skipped: more than %d keys\n", label.p ? label.p : "key", JWKS_KEYS_MAX);
+            buf_free(&label);
             EVP_PKEY_free(pkey);
             continue;
         }
+        buf_free(&label);
         snprintf(ks->keys[ks->n].kid, sizeof(ks->keys[ks->n].kid), "%s", kid ? kid : "");
         ks->keys[ks->n].algs = usable;
         ks->keys[ks->n].pkey = pkey;

@@ -78,11 +78,12 @@ static void jwks_fixture(int fd, EVP_PKEY *rsa, EVP_PKEY *ec)
     fuzz_b64url(eb, e, (size_t)BN_bn2bin(be, e));
     fuzz_b64url(xb, point + 1, 32);
     fuzz_b64url(yb, point + 33, 32);
-    snprintf(doc, sizeof(doc),
-             "{\"keys\":[{\"kty\":\"RSA\",\"use\":\"sig\",\"alg\":\"RS256\",\"kid\":\"rsa-1\",\"n\":\"%s\",\"e\":\"%s\"},"
-             "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"ec-1\",\"x\":\"%s\",\"y\":\"%s\"},"
-             "{\"kty\":\"oct\",\"kid\":\"skipped\",\"k\":\"c2VjcmV0\"}]}\n",
-             nb, eb, xb, yb);
+    snprintf(
+        doc, sizeof(doc),
+        "{\"keys\":[{\"kty\":\"RSA\",\"use\":\"sig\",\"alg\":\"RS256\",\"kid\":\"rsa-1\",\"n\":\"%s\",\"e\":\"%s\"},"
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"ec-1\",\"x\":\"%s\",\"y\":\"%s\"},"
+        "{\"kty\":\"oct\",\"kid\":\"skipped\",\"k\":\"c2VjcmV0\"}]}\n",
+        nb, eb, xb, yb);
     fixture(fd, doc, strlen(doc), 0644);
     BN_free(bn);
     BN_free(be);

@@ -208,7 +208,12 @@ static void verify(const struct auth_params *p, const struct auth_keyset *ks, co
 
     FUZZ_CHECK(e >= AUTH_OK && e <= AUTH_E_INTERNAL);
     FUZZ_CHECK(auth_err_code(e) != NULL && auth_err_text(e) != NULL);
-    FUZZ_SAY("jwt: %s key: %s\n", ks == ks_hs ? "HS" : ks == ks_rs ? "RS" : ks == ks_es ? "ES" : "kids", auth_err_code(e));
+    FUZZ_SAY("jwt: %s key: %s\n",
+             ks == ks_hs   ? "HS"
+             : ks == ks_rs ? "RS"
+             : ks == ks_es ? "ES"
+                           : "kids",
+             auth_err_code(e));
     if (e == AUTH_OK) {
         FUZZ_CHECK(id.claims != NULL && json_is_object(id.claims));
         FUZZ_CHECK(id.sub != NULL && id.sub[0] != '\0');

@@ -64,8 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body = fuzz_dup(data + 2, len, 0);
     memset(&r, 0xA5, sizeof(r));
     map_answer(MAP_ANSWERED, status, body, len, &r);
-    FUZZ_SAY("upstream: %ld -> %d %s %s code \"%s\" rid \"%s\"\n", status, r.status, r.result,
-             r.type ? r.type : "-", r.upstream_code, r.upstream_request_id);
+    FUZZ_SAY("upstream: %ld -> %d %s %s code \"%s\" rid \"%s\"\n", status, r.status, r.result, r.type ? r.type : "-",
+             r.upstream_code, r.upstream_request_id);
     check_result(&r, status);
     FUZZ_CHECK(r.upstream_answered);
     /* A transport failure ignores whatever body came with it. */

@@ -18,12 +18,12 @@
 #include <unistd.h>
 
 /* An invariant the code under test promises; a violation is a finding. */
-#define FUZZ_CHECK(cond)                                                                                         \
-    do {                                                                                                         \
-        if (!(cond)) {                                                                                           \
-            fprintf(stderr, "FUZZ_CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                      \
-            abort();                                                                                             \
-        }                                                                                                        \
+#define FUZZ_CHECK(cond)                                                                                               \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "FUZZ_CHECK failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);                            \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 /*
@@ -39,10 +39,10 @@ static inline int fuzz_verbose(void)
     return v;
 }
 
-#define FUZZ_SAY(...)                                                                                            \
-    do {                                                                                                         \
-        if (fuzz_verbose())                                                                                      \
-            fprintf(stderr, __VA_ARGS__);                                                                        \
+#define FUZZ_SAY(...)                                                                                                  \
+    do {                                                                                                               \
+        if (fuzz_verbose())                                                                                            \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
     } while (0)
 
 /* len bytes of p in a fresh allocation of exactly len (+1 with a NUL). Caller frees. */

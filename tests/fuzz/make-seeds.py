@@ -15,6 +15,8 @@ fuzzers start deep in each parser:
 
 Run with Debian's python3 (python3-cryptography):
     /usr/bin/python3 tests/fuzz/make-seeds.py
+The output is the same on every run (no random keys), so running it again
+changes only what the script changed.
 """
 import base64
 import hashlib
@@ -24,9 +26,8 @@ import os
 import shutil
 import struct
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -36,6 +37,26 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 HS_SECRET = b"fuzz-secret-0123456789abcdef0123456789"
 ED25519_SEED = b"smc-gateway fuzz audit key seed!"
 NOW = 1764331200  # FUZZ_NOW of fuzz_jwt.c: 2025-11-28T12:00:00Z
+
+
+def stable_bytes(label, n):
+    """n bytes that depend only on label: the seeds come out the same on every run."""
+    out = b""
+    while len(out) < n:
+        out += hashlib.sha512(label.encode() + len(out).to_bytes(4, "big")).digest()
+    return out[:n]
+
+
+def rsa_public(label, bits):
+    """An RSA public key of exactly bits bits (a made-up modulus: the gateway checks size, not primality)."""
+    n = int.from_bytes(stable_bytes(label, bits // 8), "big") | (1 << (bits - 1)) | 1
+    return rsa.RSAPublicNumbers(65537, n)
+
+
+def ec_public(label, curve):
+    """A valid point on curve, from a fixed private scalar."""
+    scalar = int.from_bytes(stable_bytes(label, 32), "big") % (1 << 250) + 1
+    return ec.derive_private_key(scalar, curve).public_key().public_numbers()
 
 
 def write(target, name, data):
@@ -103,8 +124,8 @@ def route():
 
 # ---------------------------------------------------------------- jwt
 def jwt_seeds():
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ec_key = ec.generate_private_key(ec.SECP256R1())
+    # RS256 and ES256 tokens cannot verify in the harness (its RSA and EC keys
+    # are made at start), so their signatures are stand-ins of the right size.
 
     def token(header, claims, alg=None, key=None):
         h = header if isinstance(header, str) else cjson(header)
@@ -115,10 +136,9 @@ def jwt_seeds():
             md = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
             sig = hmac.new(key or HS_SECRET, signing, md).digest()
         elif alg.startswith("RS"):
-            sig = rsa_key.sign(signing, padding.PKCS1v15(), hashes.SHA256())
+            sig = stable_bytes("rs-sig" + signing.decode(), 256)
         else:
-            r, s = decode_dss_signature(ec_key.sign(signing, ec.ECDSA(hashes.SHA256())))
-            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+            sig = stable_bytes("es-sig" + signing.decode(), 64)
         return signing.decode() + "." + b64url(sig)
 
     base = {"sub": "alice@example.com", "iss": "https://idp.example.com", "aud": "smc-gateway",
@@ -169,11 +189,11 @@ def jwt_seeds():
 
 # ---------------------------------------------------------------- jwks
 def jwks():
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
-    small = rsa.generate_private_key(public_exponent=3, key_size=1024).public_key().public_numbers()
+    rsa_key = rsa_public("jwks-rsa", 2048)
+    small = rsa_public("jwks-rsa-short", 1024)
 
     def ec_jwk(curve, crv, size, **extra):
-        pub = ec.generate_private_key(curve).public_key().public_numbers()
+        pub = ec_public("jwks-" + crv + extra.get("kid", ""), curve)
         return dict({"kty": "EC", "crv": crv, "x": b64url(pub.x.to_bytes(size, "big")),
                      "y": b64url(pub.y.to_bytes(size, "big"))}, **extra)
 

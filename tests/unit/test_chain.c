@@ -306,22 +306,22 @@ UNIT_TEST(chain_escape_for_terminals)
     struct buf b;
 
     buf_init(&b, 1024);
-    CHECK(chain_escape(&b, "ok \x1b[31mred\x7f\\ \t", 15) == 0);
+    CHECK(buf_term_str(&b, "ok \x1b[31mred\x7f\\ \t", 15) == 0);
     CHECK_STR(b.p, "ok \\x1b[31mred\\x7f\\\\ \\x09");
     buf_reset(&b);
     /* C1 CSI (U+009B), a bidi override (U+202E), invalid UTF-8, and é kept. */
-    CHECK(chain_escape(&b,
+    CHECK(buf_term_str(&b,
                        "\xc2\x9b"
                        "2J\xe2\x80\xae"
                        "x\xff\xc3\xa9",
                        11) == 0);
     CHECK_STR(b.p, "\\u009b2J\\u202ex\\xff\xc3\xa9");
     buf_reset(&b);
-    CHECK(chain_escape(&b, "a\0b", 3) == 0);
+    CHECK(buf_term_str(&b, "a\0b", 3) == 0);
     CHECK_STR(b.p, "a\\x00b");
     buf_free(&b);
     buf_init(&b, 8);
-    CHECK(chain_escape(&b, "\x1b\x1b\x1b", 3) == -1);
+    CHECK(buf_term_str(&b, "\x1b\x1b\x1b", 3) == -1);
     CHECK_INT(b.len, 0);
     buf_free(&b);
 }
