@@ -30,6 +30,7 @@
 
 #define AUDIT_OUT_MAX (64 * 1024 * 1024) /* bytes of one group commit */
 #define AUDIT_RETRY_MS 1000              /* recovery attempts while failed */
+#define AUDIT_LAZY_SYNC_MS 100           /* entries that did not ask for durability are synced this late */
 
 enum item_kind { I_ENTRY, I_CHECKPOINT, I_REOPEN, I_CONFIG };
 
@@ -53,6 +54,7 @@ struct audit {
     struct item *pending, **pending_tail; /* guarded by mu */
     struct item *done, **done_tail;       /* guarded by mu */
     int stop;                             /* guarded by mu */
+    int writer_waiting;                   /* guarded by mu: the writer sleeps on cv */
     int efd;
     struct event *ev;
     struct event *cp_timer;
@@ -69,6 +71,7 @@ struct audit {
     uint64_t since_cp;
     uint64_t file_first_seq;
     off_t good_size; /* bytes of the current file known written */
+    int dirty;       /* written but not synced yet */
     struct buf out;
     /* Shared, read by the loop. */
     atomic_int healthy;
@@ -160,7 +163,8 @@ static int chain_line(struct audit *a, const char *body)
     size_t start = a->out.len;
 
     codec_hex(hex, a->prev, 32);
-    if (buf_printf(&a->out, "{\"seq\":%llu,\"prev\":\"%s\"", (unsigned long long)(a->seq + 1), hex) != 0)
+    if (buf_adds(&a->out, "{\"seq\":") != 0 || buf_addu(&a->out, a->seq + 1) != 0 ||
+        buf_adds(&a->out, ",\"prev\":\"") != 0 || buf_add(&a->out, hex, 64) != 0 || buf_addc(&a->out, '"') != 0)
         goto out;
     if (body[1] != '}' && buf_addc(&a->out, ',') != 0)
         goto out;
@@ -213,6 +217,9 @@ static int commit(struct audit *a, int sync)
             return -1;
         }
         met_hist_observe(&a->sync_hist, since_s(&t0));
+        a->dirty = 0;
+    } else if (a->out.len > 0) {
+        a->dirty = 1;
     }
     buf_reset(&a->out);
     atomic_store(&a->last_seq, a->seq);
@@ -620,8 +627,26 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (a->pending == NULL && !a->stop) {
-            if (atomic_load(&a->healthy)) {
+            if (atomic_load(&a->healthy) && a->dirty) {
+                /* Entries without a durability wait: synced when idle, or with the next batch. */
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += AUDIT_LAZY_SYNC_MS * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                a->writer_waiting = 1;
+                if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) == ETIMEDOUT && a->pending == NULL) {
+                    a->writer_waiting = 0;
+                    pthread_mutex_unlock(&a->mu);
+                    commit(a, 1);
+                    pthread_mutex_lock(&a->mu);
+                }
+                a->writer_waiting = 0;
+            } else if (atomic_load(&a->healthy)) {
+                a->writer_waiting = 1;
                 pthread_cond_wait(&a->cv, &a->mu);
+                a->writer_waiting = 0;
             } else {
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_sec += AUDIT_RETRY_MS / 1000;
@@ -728,6 +753,13 @@ static void enqueue(struct audit *a, struct item *it)
     a->pending_tail = &it->next;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
+}
+
+/* Wake the writer only when it sleeps: a busy writer takes the queue itself. */
+static void wake_writer(struct audit *a)
+{
+    if (a->writer_waiting)
+        pthread_cond_signal(&a->cv);
 }
 
 static void enqueue_control(struct audit *a, enum item_kind kind, const struct audit_opts *o)
@@ -894,7 +926,7 @@ int audit_append(struct audit *a, char *body, int durable, audit_done_cb cb, voi
     } else {
         *a->pending_tail = it;
         a->pending_tail = &it->next;
-        pthread_cond_signal(&a->cv);
+        wake_writer(a);
     }
     pthread_mutex_unlock(&a->mu);
     return rc;

@@ -7,6 +7,8 @@
  * The loop hands over entry bodies; the writer numbers and chains them in
  * file order, writes a batch, runs one fdatasync for the batch when any entry
  * asked for durability, and then wakes each waiting request on the loop.
+ * Entries that did not ask for durability are synced with the next batch
+ * that does, or within 100 ms when the writer is idle.
  * With a signing key it appends Ed25519-signed checkpoints. When a write or
  * sync fails the log is "failed" (entries are refused, so nothing is
  * forwarded) until the writer has reopened the file, moved any bytes past

@@ -618,10 +618,9 @@ void auth_cache_free(struct auth_cache *c)
 
 static struct cache_entry *cache_slot(struct auth_cache *c, const char *token, size_t len, unsigned char d[32])
 {
-    unsigned int dl = 32;
     uint64_t h;
 
-    EVP_Digest(token, len, d, &dl, EVP_sha256(), NULL);
+    codec_sha256(token, len, d);
     memcpy(&h, d, sizeof(h));
     return &c->slots[h % c->n];
 }

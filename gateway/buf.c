@@ -80,9 +80,15 @@ out:
     return rc;
 }
 
+int buf_grow(struct buf *b, size_t more)
+{
+    return buf_reserve(b, more);
+}
+
 int buf_add(struct buf *b, const void *data, size_t len)
 {
-    if (buf_reserve(b, len) != 0)
+    /* Fast path: room already there (the common case once a buffer grew). */
+    if (!(b->p != NULL && len < b->cap - b->len && len <= b->max - b->len) && buf_reserve(b, len) != 0)
         return -1;
     if (len > 0)
         memcpy(b->p + b->len, data, len);
@@ -98,7 +104,31 @@ int buf_adds(struct buf *b, const char *s)
 
 int buf_addc(struct buf *b, char c)
 {
+    if (b->p != NULL && b->len + 1 < b->cap && b->len < b->max) {
+        b->p[b->len++] = c;
+        b->p[b->len] = '\0';
+        return 0;
+    }
     return buf_add(b, &c, 1);
+}
+
+int buf_addu(struct buf *b, unsigned long long v)
+{
+    char tmp[24];
+    size_t n = sizeof(tmp);
+
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return buf_add(b, tmp + n, sizeof(tmp) - n);
+}
+
+int buf_addi(struct buf *b, long long v)
+{
+    if (v < 0)
+        return buf_addc(b, '-') != 0 ? -1 : buf_addu(b, (unsigned long long)(-(v + 1)) + 1);
+    return buf_addu(b, (unsigned long long)v);
 }
 
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
@@ -107,8 +137,21 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     int n;
     va_list ap2;
 
+    /* One pass when the text fits the room left; a second after growing. */
     va_copy(ap2, ap);
-    n = vsnprintf(NULL, 0, fmt, ap2);
+    if (b->p != NULL) {
+        size_t room = b->cap - b->len;
+        n = vsnprintf(b->p + b->len, room, fmt, ap2);
+        if (n >= 0 && (size_t)n < room && (size_t)n <= b->max - b->len) {
+            b->len += (size_t)n;
+            rc = 0;
+            va_end(ap2);
+            goto out;
+        }
+        b->p[b->len] = '\0';
+    } else {
+        n = vsnprintf(NULL, 0, fmt, ap2);
+    }
     va_end(ap2);
     if (n < 0 || buf_reserve(b, (size_t)n) != 0)
         goto out;

@@ -23,8 +23,13 @@ void buf_free(struct buf *b);
 void buf_wipe(struct buf *b);
 void buf_reset(struct buf *b);
 int buf_add(struct buf *b, const void *data, size_t len);
+/* Make room for more bytes (plus the NUL) without adding them; 0 or -1. */
+int buf_grow(struct buf *b, size_t more);
 int buf_adds(struct buf *b, const char *s);
 int buf_addc(struct buf *b, char c);
+/* A decimal number, without printf (these are on every request's path). */
+int buf_addu(struct buf *b, unsigned long long v);
+int buf_addi(struct buf *b, long long v);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /*

@@ -30,9 +30,7 @@ static const char zero_prev[] = "00000000000000000000000000000000000000000000000
 
 void chain_hash(const void *line, size_t len, unsigned char out[32])
 {
-    unsigned int n = 32;
-
-    EVP_Digest(line, len, out, &n, EVP_sha256(), NULL);
+    codec_sha256(line, len, out);
 }
 
 int chain_message(char *out, size_t outlen, const char *instance, uint64_t seq, const char *prev_hex)

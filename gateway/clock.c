@@ -25,12 +25,31 @@ int64_t clock_mono_ms(void)
 
 void clock_rfc3339_ms(char *out, size_t outlen, int64_t wall_ms)
 {
+    /* Every audit entry needs one: the date and time are formatted once per
+     * second (per thread), the milliseconds by hand. */
+    static _Thread_local time_t cached_s = -1;
+    static _Thread_local char cached[24];
     time_t s = (time_t)(wall_ms / 1000);
+    int ms = (int)(wall_ms % 1000);
     struct tm tm;
 
-    gmtime_r(&s, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+    if (outlen < 25) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return;
+    }
+    if (s != cached_s) {
+        gmtime_r(&s, &tm);
+        strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_s = s;
+    }
+    memcpy(out, cached, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
 
 void clock_iso8601_s(char *out, size_t outlen, int64_t wall_ms)

@@ -3,7 +3,58 @@
  */
 #include "codec.h"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+
+/*
+ * OpenSSL 3 looks an algorithm up in its provider store on every implicit
+ * use (EVP_sha256(), HMAC()); on the request path that lookup costs more
+ * than hashing a short line. Fetch once; the objects are read-only and safe
+ * to share between threads, and they live as long as the process.
+ */
+static EVP_MD *md_sha256;
+static EVP_MAC_CTX *hmac_sha1_template;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_algorithms(void)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    OSSL_PARAM params[2];
+
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA1", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    hmac_sha1_template = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    if (hmac_sha1_template != NULL && EVP_MAC_CTX_set_params(hmac_sha1_template, params) != 1) {
+        EVP_MAC_CTX_free(hmac_sha1_template);
+        hmac_sha1_template = NULL;
+    }
+    EVP_MAC_free(mac); /* the context keeps its own reference */
+}
+
+void codec_sha256(const void *data, size_t len, unsigned char out[32])
+{
+    unsigned int n = 32;
+
+    pthread_once(&fetch_once, fetch_algorithms);
+    EVP_Digest(data, len, out, &n, md_sha256 ? md_sha256 : EVP_sha256(), NULL);
+}
+
+int codec_hmac_sha1(const void *key, size_t keylen, const void *data, size_t len, unsigned char out[20])
+{
+    int rc = -1;
+    EVP_MAC_CTX *ctx;
+    size_t outlen = 0;
+
+    pthread_once(&fetch_once, fetch_algorithms);
+    ctx = hmac_sha1_template ? EVP_MAC_CTX_dup(hmac_sha1_template) : NULL;
+    if (ctx != NULL && EVP_MAC_init(ctx, key, keylen, NULL) == 1 && EVP_MAC_update(ctx, data, len) == 1 &&
+        EVP_MAC_final(ctx, out, &outlen, 20) == 1 && outlen == 20)
+        rc = 0;
+    EVP_MAC_CTX_free(ctx);
+    return rc;
+}
 
 void codec_hex(char *out, const unsigned char *in, size_t len)
 {

@@ -7,6 +7,11 @@
 
 #include <stddef.h>
 
+/* SHA-256 of len bytes (the digest implementation is fetched once). */
+void codec_sha256(const void *data, size_t len, unsigned char out[32]);
+/* HMAC-SHA1 of data under key into out (20 bytes); 0 or -1. */
+int codec_hmac_sha1(const void *key, size_t keylen, const void *data, size_t len, unsigned char out[20]);
+
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void codec_hex(char *out, const unsigned char *in, size_t len);
 /* Standard base64 with padding into out (4*ceil(len/3)+1 bytes); returns length. */

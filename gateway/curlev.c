@@ -20,6 +20,7 @@ struct cev_xfer {
 /* One per socket curl watches. */
 struct cev_sock {
     struct event *ev;
+    short kind; /* what ev waits for */
 };
 
 static void check_multi_info(struct cev *c)
@@ -84,16 +85,19 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
     if (cs == NULL) {
         cs = calloc(1, sizeof(*cs));
-        if (cs == NULL)
+        if (cs == NULL || (cs->ev = event_new(c->base, s, kind, on_socket_event, c)) == NULL) {
+            free(cs);
             return -1;
+        }
         curl_multi_assign(c->multi, s, cs);
+    } else if (cs->kind == kind) {
+        return 0; /* curl repeats itself: no epoll change needed */
     } else {
-        event_free(cs->ev);
+        event_del(cs->ev);
+        event_assign(cs->ev, c->base, s, kind, on_socket_event, c);
     }
-    cs->ev = event_new(c->base, s, kind, on_socket_event, c);
-    if (cs->ev == NULL || event_add(cs->ev, NULL) != 0)
-        return -1;
-    return 0;
+    cs->kind = kind;
+    return event_add(cs->ev, NULL) == 0 ? 0 : -1;
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)

@@ -56,7 +56,7 @@ struct job {
     char method[16];
     char path[JOBS_PATH_MAX * 3 + 8]; /* escaped, from at most JOBS_PATH_MAX bytes */
     char ticket[80];                  /* "" when none was sent */
-    char cert_ids[TLS_IDS_MAX][TLS_ID_MAX];
+    char (*cert_ids)[TLS_ID_MAX];     /* verified client certificate (owned), or NULL */
     size_t ncert_ids;
     struct auth_identity id;
     const char *team;             /* borrowed from the policy of cfg, or from the token */
@@ -67,8 +67,8 @@ struct job {
     void (*after_auth)(struct job *j); /* the step after authentication */
     int jwks_waited;                   /* already waited once for a JWKS refresh */
     /* GET /audit */
-    char query[1024]; /* the filters as sent (for the audit_read entry) */
-    char *page;       /* entries found (owned) */
+    char *query; /* the filters as sent, for the audit_read entry (owned) */
+    char *page;  /* entries found (owned) */
     size_t page_count;
     uint64_t page_next;
 };
@@ -135,7 +135,14 @@ static struct job *job_new(struct gw *gw, struct evhttp_request *req, const char
     snprintf(j->method, sizeof(j->method), "%s", method_name(evhttp_request_get_command(req)));
     escape_path(j->path, sizeof(j->path), evhttp_request_get_uri(req));
     srv_addresses(gw->srv, req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
-    j->ncert_ids = srv_client_cert(gw->srv, req, j->cert_ids, TLS_IDS_MAX);
+    if (j->cfg->has_tls) {
+        char ids[TLS_IDS_MAX][TLS_ID_MAX];
+        size_t n = srv_client_cert(gw->srv, req, ids, TLS_IDS_MAX);
+        if (n > 0 && (j->cert_ids = malloc(n * sizeof(*j->cert_ids))) != NULL) {
+            memcpy(j->cert_ids, ids, n * sizeof(*j->cert_ids));
+            j->ncert_ids = n;
+        }
+    }
     gw->jobs_in_flight++;
     return j;
 }
@@ -155,6 +162,8 @@ static void job_free(struct job *j)
     auth_identity_clear(&j->id);
     cfg_unref(j->cfg);
     free(j->page);
+    free(j->cert_ids);
+    free(j->query);
     free(j);
 }
 
@@ -171,9 +180,13 @@ static void entry_begin(struct buf *b, const struct job *j, const char *event)
     char ts[40];
 
     clock_rfc3339_ms(ts, sizeof(ts), clock_wall_ms());
-    buf_printf(b, "{\"ts\":\"%s\",\"instance\":", ts);
+    buf_adds(b, "{\"ts\":\"");
+    buf_adds(b, ts);
+    buf_adds(b, "\",\"instance\":");
     buf_json_str(b, j->cfg->instance, strlen(j->cfg->instance));
-    buf_printf(b, ",\"event\":\"%s\",\"request_id\":", event);
+    buf_adds(b, ",\"event\":\"");
+    buf_adds(b, event);
+    buf_adds(b, "\",\"request_id\":");
     buf_json_str(b, j->request_id, strlen(j->request_id));
     buf_adds(b, ",\"client_ip\":");
     buf_json_str(b, j->client_ip, strlen(j->client_ip));
@@ -181,7 +194,9 @@ static void entry_begin(struct buf *b, const struct job *j, const char *event)
         buf_adds(b, ",\"peer_ip\":");
         buf_json_str(b, j->peer_ip, strlen(j->peer_ip));
     }
-    buf_printf(b, ",\"method\":\"%s\",\"path\":", j->method);
+    buf_adds(b, ",\"method\":\"");
+    buf_adds(b, j->method);
+    buf_adds(b, "\",\"path\":");
     buf_json_str(b, j->path, strlen(j->path));
     buf_adds(b, ",\"job_id\":");
     if (j->job_id[0] != '\0')
@@ -203,7 +218,9 @@ static void entry_str(struct buf *b, const char *key, const char *val)
 {
     if (val == NULL || val[0] == '\0')
         return;
-    buf_printf(b, ",\"%s\":", key);
+    buf_adds(b, ",\"");
+    buf_adds(b, key);
+    buf_adds(b, "\":");
     buf_json_str(b, val, strlen(val));
 }
 
@@ -273,7 +290,8 @@ static void refuse(struct job *j, int status, const char *reason, const char *ty
         buf_adds(&b, ",\"decision\":\"deny\"");
         entry_str(&b, "reason", reason);
         buf_printf(&b, ",\"status\":%d,\"result\":\"refused\"", status);
-        submit(j, &b, authenticated, NULL, NULL);
+        /* Nothing waits on a refusal: it is synced with the next batch (within 100 ms). */
+        submit(j, &b, 0, NULL, NULL);
     }
     if (close_conn)
         evhttp_add_header(oh, "Connection", "close");
@@ -474,14 +492,24 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
     entry_begin(&b, j, "outcome");
     entry_identity(&b, j);
     entry_str(&b, "ticket", j->ticket);
-    buf_printf(&b, ",\"decision\":\"allow\",\"status\":%d,\"result\":\"%s\"", m->status, m->result);
-    if (o->upstream_status > 0)
-        buf_printf(&b, ",\"upstream_status\":%ld", o->upstream_status);
+    buf_adds(&b, ",\"decision\":\"allow\",\"status\":");
+    buf_addi(&b, m->status);
+    buf_adds(&b, ",\"result\":\"");
+    buf_adds(&b, m->result);
+    buf_addc(&b, '"');
+    if (o->upstream_status > 0) {
+        buf_adds(&b, ",\"upstream_status\":");
+        buf_addi(&b, o->upstream_status);
+    }
     entry_str(&b, "upstream_code", m->upstream_answered ? m->upstream_code : NULL);
     entry_str(&b, "upstream_request_id", m->upstream_answered ? m->upstream_request_id : NULL);
     entry_str(&b, "gateway_error", o->gateway_error);
-    buf_printf(&b, ",\"attempts\":%d,\"duration_ms\":%lld", o->attempts, (long long)(clock_mono_ms() - j->t0_ms));
-    submit(j, &b, 1, NULL, NULL);
+    buf_adds(&b, ",\"attempts\":");
+    buf_addi(&b, o->attempts);
+    buf_adds(&b, ",\"duration_ms\":");
+    buf_addi(&b, (long long)(clock_mono_ms() - j->t0_ms));
+    /* The reply is sent; the outcome is synced with the next batch (within 100 ms). */
+    submit(j, &b, 0, NULL, NULL);
     job_free(j);
 }
 
@@ -812,7 +840,7 @@ static void audit_read_authorized(struct job *j)
     }
     uri = evhttp_request_get_uri(req);
     qs = strchr(uri, '?');
-    snprintf(j->query, sizeof(j->query), "%s", qs ? qs + 1 : "");
+    j->query = strndup(qs ? qs + 1 : "", 1024);
     memset(&q, 0, sizeof(q));
     if (ar_parse_query(qs ? qs + 1 : "", &q, &why) != 0) {
         refuse(j, 400, "bad_query", "bad-query", "The query is not valid", why, 0, NULL);

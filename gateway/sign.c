@@ -18,33 +18,40 @@ int sign_encode(struct buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
     int rc = -1;
+    char *w;
 
+    /* Room for the worst case first, then write without per-byte checks. */
+    if (len > (out->max - out->len) / 3 || buf_grow(out, 3 * len) != 0)
+        goto out;
+    w = out->p + out->len;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        int plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_' || c == '.' || c == '~';
-        if (plain) {
-            if (buf_addc(out, (char)c) != 0)
-                goto out;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+            c == '.' || c == '~') {
+            *w++ = (char)c;
         } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            if (buf_add(out, e, 3) != 0)
-                goto out;
+            *w++ = '%';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
         }
     }
+    out->len = (size_t)(w - out->p);
+    out->p[out->len] = '\0';
     rc = 0;
 out:
     return rc;
 }
 
+/* An encoded pair inside one buffer: offsets, so the buffer may grow. */
 struct enc_pair {
-    char *name;
-    char *value;
+    size_t name, value; /* offsets of NUL-terminated strings */
 };
 
-static int pair_cmp(const void *a, const void *b)
+static int pair_cmp(const void *a, const void *b, void *base)
 {
-    return strcmp(((const struct enc_pair *)a)->name, ((const struct enc_pair *)b)->name);
+    const char *s = base;
+
+    return strcmp(s + ((const struct enc_pair *)a)->name, s + ((const struct enc_pair *)b)->name);
 }
 
 int sign_rpc(const char *method, const struct sign_param *params, size_t n, const char *secret, char *sig,
@@ -52,36 +59,29 @@ int sign_rpc(const char *method, const struct sign_param *params, size_t n, cons
 {
     int rc = -1;
     struct enc_pair pairs[SIGN_MAX_PARAMS];
-    struct buf query, sts, key, tmp;
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    size_t i, made = 0;
+    struct buf enc, query, sts, key;
+    unsigned char mac[20];
+    size_t i;
 
+    buf_init(&enc, 64 * 1024);
     buf_init(&query, 64 * 1024);
     buf_init(&sts, 128 * 1024);
     buf_init(&key, 4096);
     if (n > SIGN_MAX_PARAMS)
         goto out;
-    for (made = 0; made < n; made++) {
-        buf_init(&tmp, 16 * 1024);
-        if (sign_encode(&tmp, params[made].name, strlen(params[made].name)) != 0)
-            goto fail_tmp;
-        pairs[made].name = buf_take(&tmp);
-        buf_init(&tmp, 16 * 1024);
-        if (sign_encode(&tmp, params[made].value, strlen(params[made].value)) != 0) {
-            free(pairs[made].name);
-            goto fail_tmp;
-        }
-        pairs[made].value = buf_take(&tmp);
-        continue;
-    fail_tmp:
-        buf_wipe(&tmp);
-        goto out;
-    }
-    qsort(pairs, n, sizeof(pairs[0]), pair_cmp);
     for (i = 0; i < n; i++) {
-        if ((i > 0 && buf_addc(&query, '&') != 0) || buf_adds(&query, pairs[i].name) != 0 ||
-            buf_addc(&query, '=') != 0 || buf_adds(&query, pairs[i].value) != 0)
+        pairs[i].name = enc.len;
+        if (sign_encode(&enc, params[i].name, strlen(params[i].name)) != 0 || buf_addc(&enc, '\0') != 0)
+            goto out;
+        pairs[i].value = enc.len;
+        if (sign_encode(&enc, params[i].value, strlen(params[i].value)) != 0 || buf_addc(&enc, '\0') != 0)
+            goto out;
+    }
+    /* Sorted by encoded name. */
+    qsort_r(pairs, n, sizeof(pairs[0]), pair_cmp, enc.p);
+    for (i = 0; i < n; i++) {
+        if ((i > 0 && buf_addc(&query, '&') != 0) || buf_adds(&query, enc.p + pairs[i].name) != 0 ||
+            buf_addc(&query, '=') != 0 || buf_adds(&query, enc.p + pairs[i].value) != 0)
             goto out;
     }
     if (buf_adds(&sts, method) != 0 || buf_adds(&sts, "&%2F&") != 0 ||
@@ -89,22 +89,18 @@ int sign_rpc(const char *method, const struct sign_param *params, size_t n, cons
         goto out;
     if (buf_adds(&key, secret) != 0 || buf_addc(&key, '&') != 0)
         goto out;
-    if (HMAC(EVP_sha1(), key.p, (int)key.len, (const unsigned char *)sts.p, sts.len, mac, &maclen) == NULL)
+    if (codec_hmac_sha1(key.p, key.len, sts.p, sts.len, mac) != 0)
         goto out;
-    codec_b64(sig, mac, maclen);
+    codec_b64(sig, mac, sizeof(mac));
     if (canonical != NULL && buf_add(canonical, query.p ? query.p : "", query.len) != 0)
         goto out;
     rc = 0;
 out:
-    for (i = 0; i < made; i++) {
-        OPENSSL_cleanse(pairs[i].value, strlen(pairs[i].value));
-        free(pairs[i].name);
-        free(pairs[i].value);
-    }
     OPENSSL_cleanse(mac, sizeof(mac));
     buf_wipe(&key);
     buf_wipe(&sts);
     buf_wipe(&query);
+    buf_wipe(&enc);
     return rc;
 }
 

@@ -18,9 +18,13 @@
 #define UP_BACKOFF_BASE_MS 100
 #define UP_BACKOFF_MAX_MS 2000
 
+#define UP_EASY_POOL 64 /* easy handles kept for reuse */
+
 struct up {
     struct event_base *base;
     struct cev *cev;
+    CURL *pool[UP_EASY_POOL]; /* reset handles: init and cleanup cost more than reset */
+    int npool;
     struct curl_slist *headers;
     int in_flight;
     struct up_call *calls; /* every call in flight, for up_free */
@@ -125,6 +129,8 @@ void up_free(struct up *u)
         u->in_flight--;
         call_free(u->calls);
     }
+    while (u->npool > 0)
+        curl_easy_cleanup(u->pool[--u->npool]);
     cev_free(u->cev);
     curl_slist_free_all(u->headers);
     free(u);
@@ -166,6 +172,21 @@ static enum map_transport classify(struct up_call *c, CURLcode res, char *errcla
     default:
         snprintf(errclass, errlen, sent ? "connection_broken" : "connect_failed");
         return sent ? MAP_BROKEN_AFTER_SEND : MAP_CONNECT_FAILED;
+    }
+}
+
+static CURL *easy_get(struct up *u)
+{
+    return u->npool > 0 ? u->pool[--u->npool] : curl_easy_init();
+}
+
+static void easy_put(struct up *u, CURL *e)
+{
+    if (u->npool < UP_EASY_POOL) {
+        curl_easy_reset(e);
+        u->pool[u->npool++] = e;
+    } else {
+        curl_easy_cleanup(e);
     }
 }
 
@@ -211,7 +232,7 @@ static void attempt_done(struct up_call *c, CURLcode res)
         log_info("upstream attempt %d answered %ld %s: %s", c->o.attempts, status, c->o.map.upstream_code,
                  c->o.map.upstream_message);
 
-    curl_easy_cleanup(c->easy);
+    easy_put(c->up, c->easy);
     c->easy = NULL;
     buf_wipe(&c->params);
     buf_wipe(&c->url);
@@ -260,7 +281,7 @@ static void start_attempt(struct up_call *c)
         goto fail;
     if (c->sign(c->arg, c->o.attempts, &c->params) != 0)
         goto fail;
-    e = curl_easy_init();
+    e = easy_get(c->up);
     if (e == NULL)
         goto fail;
     c->easy = e;

@@ -97,6 +97,24 @@ tmpfs | ramfs) die "$bench_dir is on $fs_type: the audit file must live on a rea
 esac
 audit_dir=$(cd "$bench_dir" && pwd)
 
+# Copies of the programs: every round measures the same binary even when
+# someone rebuilds build/ meanwhile.
+mkdir "$work/bin"
+cp "$GATEWAY" "$SIM" "$TOKEN_TOOL" "$work/bin/"
+GATEWAY=$work/bin/smc-gateway
+SIM=$work/bin/smc-sim
+TOKEN_TOOL=$work/bin/smc-token
+if [ -x "$AUDIT_TOOL" ]; then
+    cp "$AUDIT_TOOL" "$work/bin/"
+    AUDIT_TOOL=$work/bin/smc-gateway-audit
+fi
+gw_sha=$(sha256sum "$GATEWAY" | cut -c1-12)
+gw_version=$("$GATEWAY" --version 2>/dev/null || echo "smc-gateway ?")
+git_rev=$(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo "no git")
+if [ "$git_rev" != "no git" ] && [ -n "$(cd "$here" && git status --porcelain -- :/gateway 2>/dev/null)" ]; then
+    git_rev="$git_rev + uncommitted gateway/ changes"
+fi
+
 # --------------------------------------------------------- process control
 
 pids=()
@@ -104,12 +122,20 @@ gw_pid=""
 sampler_pid=""
 wrk_pid=""
 
+# running PID: exists and is not a zombie (our children stay zombies, and
+# answer kill -0, until waited for).
+running() {
+    local st
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+
 stop_pid() {
     local pid=$1 i
     [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
     for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
+        running "$pid" || break
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
@@ -141,7 +167,7 @@ free_port() {
 wait_port() {
     local port=$1 pid=$2 name=$3 log=$4 i
     for i in $(seq 1 100); do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! running "$pid"; then
             cat "$log" >&2 2>/dev/null || true
             die "$name exited during start-up (log above, $log)"
         fi
@@ -555,7 +581,7 @@ sim_pid=$!
 pids+=("$sim_pid")
 for i in $(seq 1 100); do
     [ -s "$work/sim.port" ] && break
-    kill -0 "$sim_pid" 2>/dev/null || die "smc-sim exited during start-up (log: $out/logs/smc-sim.log)"
+    running "$sim_pid" || die "smc-sim exited during start-up (log: $out/logs/smc-sim.log)"
     sleep 0.1
 done
 sim_port=$(cat "$work/sim.port")
@@ -575,7 +601,7 @@ hwm_before_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$gw_pid/status")
 # Sample the gateway's RSS and the requests the simulator holds while the
 # 1,000-connection round runs (held there = in flight in the gateway).
 (
-    while kill -0 "$gw_pid" 2>/dev/null; do
+    while running "$gw_pid"; do
         rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$gw_pid/status" 2>/dev/null || echo 0)
         pending=$(curl -s --max-time 1 "${sim_url}_sim/stats" |
             "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin).get("pending", 0))' 2>/dev/null || echo 0)
@@ -630,6 +656,7 @@ audit_bad=$audit_bad
 audit_verified=$audit_verified
 audit_verify_tool=$audit_verify_tool
 haproxy_version=$haproxy_version
+gateway_binary=$gw_version, sha256 $gw_sha, tree $git_rev
 nginx_version=$nginx_version
 wrk_version=$wrk_version
 EOF

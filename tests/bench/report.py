@@ -99,6 +99,7 @@ def table(outdir):
     out = []
     out.append("smc-gateway benchmark — %s CPUs (%s), nothing pinned; audit on %s %s (%s), fdatasync on" % (
         meta["cpus"], meta["cpu_model"], meta["fs_type"], meta.get("fs_source", ""), meta["audit_dir"]))
+    out.append("%s" % meta.get("gateway_binary", ""))
     out.append("medians of %d rounds × %s s, wrk -t%s -c%s, DELETE with one RS256 token; "
                "nginx %s, HAProxy %s, wrk %s" % (rounds, meta["seconds"], meta["threads"], meta["connections"],
                                                   meta["nginx_version"], meta["haproxy_version"],

@@ -53,6 +53,26 @@ static void on_summary(void *arg, const char *client, uint64_t n, int64_t start)
     last_count = n;
 }
 
+UNIT_TEST(buf_numbers)
+{
+    struct buf b;
+
+    buf_init(&b, 256);
+    buf_addu(&b, 0);
+    buf_addc(&b, ' ');
+    buf_addu(&b, 18446744073709551615ULL);
+    buf_addc(&b, ' ');
+    buf_addi(&b, -9223372036854775807LL - 1);
+    buf_addc(&b, ' ');
+    buf_addi(&b, 42);
+    CHECK_STR(b.p, "0 18446744073709551615 -9223372036854775808 42");
+    buf_reset(&b);
+    buf_printf(&b, "%s-%d", "x", 7);
+    buf_printf(&b, "%0300d", 1); /* over the cap: refused, nothing added */
+    CHECK_STR(b.p, "x-7");
+    buf_free(&b);
+}
+
 UNIT_TEST(ratelimit_refusals)
 {
     struct rl_refusals *r = rl_refusals_new(10, 60000, 2);
