@@ -116,10 +116,11 @@ def table(outdir):
                           m["errors"], spread, "%.0f" % m["cpu"], "%.2f×" % vs_h, "%.2f×" % vs_n))
     others = [x.cpu.get("other", 0) for s in servers for x in runs[s]]
     wrks = [x.cpu.get("wrk", 0) for s in servers for x in runs[s]]
+    noisy = sum(1 for x in others if x > 20)
     out.append("CPU %% is the server's own (of one core; 200 = both); wrk used %.0f–%.0f; other work on the "
-               "machine during the rounds: median %.0f, max %.0f%s" % (
-                   min(wrks), max(wrks), statistics.median(others), max(others),
-                   " — NOISY, compare ratios, not absolute figures" if max(others) > 20 else ""))
+               "machine during the rounds: median %.0f, max %.0f; %d of %d runs over 20%s" % (
+                   min(wrks), max(wrks), statistics.median(others), max(others), noisy, len(others),
+                   " — NOISY, compare ratios, not absolute figures" if noisy * 4 > len(others) else ""))
     busy = sum(int(x.cpu.get("busy", 0)) for s in servers for x in runs[s])
     waited = sum(x.cpu.get("waited", 0) for s in servers for x in runs[s])
     if waited > 0:
