@@ -34,7 +34,7 @@ GW_HDRS  := $(wildcard gateway/*.h)
 PROGS := $(BUILD)/smc-gateway $(BUILD)/smc-gateway-audit $(BUILD)/smc-sim $(BUILD)/smc-token \
          $(BUILD)/unit-tests
 
-.PHONY: all deps test unit blackbox run certs clean asan fuzz soak bench format format-check install
+.PHONY: all deps test unit blackbox run certs clean asan tsan fuzz soak bench format format-check install
 
 all: $(PROGS)
 
@@ -100,6 +100,14 @@ asan: deps
 
 FORMATTED := gateway/*.c gateway/*.h tests/tools/*.c tests/unit/*.c tests/unit/*.h
 
+# make tsan: the black-box suite against a ThreadSanitizer build (the API
+# runs on several worker threads; a data race makes the binary exit 66).
+TSAN_BUILD := build-tsan
+tsan: deps
+	$(MAKE) BUILD=$(TSAN_BUILD) OPT=-O1 HARDEN=-fPIE EXTRA_CFLAGS=-fsanitize=thread EXTRA_LDFLAGS=-fsanitize=thread all
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66 report_signal_unsafe=0" GW_BUILD=$(abspath $(TSAN_BUILD)) \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/blackbox $(PYTEST_ARGS)
+
 format:
 	clang-format -i $(FORMATTED)
 
@@ -109,7 +117,7 @@ format-check:
 	clang-format --dry-run -Werror $(FORMATTED) && echo "format-check: OK"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
 
 include deploy/install.mk
 include tests/soak/soak.mk

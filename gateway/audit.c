@@ -42,7 +42,18 @@ struct item {
     int ok;
     audit_done_cb cb;
     void *arg;
-    struct audit_opts opts; /* I_CONFIG: owned copies */
+    struct audit_port *port; /* where cb runs; NULL when there is no cb */
+    struct audit_opts opts;  /* I_CONFIG: owned copies */
+};
+
+/* A loop that appends entries and hears back: its own done queue and eventfd. */
+struct audit_port {
+    struct audit *a;
+    struct audit_port *next; /* all ports, owned by the audit */
+    int efd;
+    struct event *ev;
+    struct item *done, **done_tail; /* guarded by a->mu */
+    int wake;                       /* guarded by a->mu: an eventfd write is due */
 };
 
 struct audit {
@@ -52,11 +63,10 @@ struct audit {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct item *pending, **pending_tail; /* guarded by mu */
-    struct item *done, **done_tail;       /* guarded by mu */
     int stop;                             /* guarded by mu */
     int writer_waiting;                   /* guarded by mu: the writer sleeps on cv */
-    int efd;
-    struct event *ev;
+    struct audit_port *ports;             /* guarded by mu */
+    struct audit_port *main_port;         /* the creating loop's */
     struct event *cp_timer;
     /* Writer-thread state. */
     int fd;
@@ -617,11 +627,12 @@ static void process(struct audit *a, struct item *list)
         it->ok = ok && it->ok == 0;
 }
 
+static void deliver(struct audit *a, struct item *list);
+
 static void *writer_main(void *arg)
 {
     struct audit *a = arg;
-    struct item *batch, *last, *run;
-    uint64_t one = 1;
+    struct item *batch, *run;
     struct timespec ts;
 
     pthread_mutex_lock(&a->mu);
@@ -696,13 +707,7 @@ static void *writer_main(void *arg)
             rotate(a, 1);
 
         pthread_mutex_lock(&a->mu);
-        for (last = batch; last->next != NULL; last = last->next)
-            ;
-        *a->done_tail = batch;
-        a->done_tail = &last->next;
-        if (write(a->efd, &one, sizeof(one)) < 0) {
-            /* The counter cannot overflow in practice. */
-        }
+        deliver(a, batch);
     }
     pthread_mutex_unlock(&a->mu);
     return NULL;
@@ -717,16 +722,47 @@ static void item_free(struct item *it)
     free(it);
 }
 
-/* Loop side: run the callbacks of finished items. */
-static void run_done(struct audit *a)
+/*
+ * Hand finished items to the ports whose loops wait for them (a->mu held),
+ * one eventfd write per port; items nobody waits for are freed here.
+ */
+static void deliver(struct audit *a, struct item *list)
+{
+    struct item *it;
+    struct audit_port *p;
+    uint64_t one = 1;
+
+    while ((it = list) != NULL) {
+        list = it->next;
+        it->next = NULL;
+        if (it->port == NULL) {
+            item_free(it);
+            continue;
+        }
+        *it->port->done_tail = it;
+        it->port->done_tail = &it->next;
+        it->port->wake = 1;
+    }
+    for (p = a->ports; p != NULL; p = p->next) {
+        if (!p->wake)
+            continue;
+        p->wake = 0;
+        if (write(p->efd, &one, sizeof(one)) < 0) {
+            /* The counter cannot overflow in practice. */
+        }
+    }
+}
+
+/* Loop side: run the callbacks of this port's finished items. */
+static void run_done(struct audit_port *p)
 {
     struct item *list, *it;
 
-    pthread_mutex_lock(&a->mu);
-    list = a->done;
-    a->done = NULL;
-    a->done_tail = &a->done;
-    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_lock(&p->a->mu);
+    list = p->done;
+    p->done = NULL;
+    p->done_tail = &p->done;
+    pthread_mutex_unlock(&p->a->mu);
     while ((it = list) != NULL) {
         list = it->next;
         if (it->cb != NULL)
@@ -744,6 +780,49 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
         /* EAGAIN: another wakeup already drained the counter. */
     }
     run_done(arg);
+}
+
+struct audit_port *audit_port_new(struct audit *a, struct event_base *base)
+{
+    struct audit_port *p = calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return NULL;
+    p->a = a;
+    p->done_tail = &p->done;
+    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    p->ev = p->efd >= 0 ? event_new(base, p->efd, EV_READ | EV_PERSIST, on_wakeup, p) : NULL;
+    if (p->ev == NULL || event_add(p->ev, NULL) != 0) {
+        if (p->ev != NULL)
+            event_free(p->ev);
+        if (p->efd >= 0)
+            close(p->efd);
+        free(p);
+        return NULL;
+    }
+    pthread_mutex_lock(&a->mu);
+    p->next = a->ports;
+    a->ports = p;
+    pthread_mutex_unlock(&a->mu);
+    return p;
+}
+
+/* At the end: items still waiting belong to requests that are gone. */
+static void ports_free(struct audit *a)
+{
+    struct audit_port *p;
+
+    while ((p = a->ports) != NULL) {
+        a->ports = p->next;
+        while (p->done != NULL) {
+            struct item *it = p->done;
+            p->done = it->next;
+            item_free(it);
+        }
+        event_free(p->ev);
+        close(p->efd);
+        free(p);
+    }
 }
 
 static void enqueue(struct audit *a, struct item *it)
@@ -816,11 +895,9 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
         return NULL;
     a->base = base;
     a->fd = -1;
-    a->efd = -1;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
     a->pending_tail = &a->pending;
-    a->done_tail = &a->done;
     buf_init(&a->out, AUDIT_OUT_MAX);
     atomic_store(&a->healthy, 1);
     atomic_store(&a->problem, NULL);
@@ -841,12 +918,9 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
         goto out;
     }
     atomic_store(&a->last_seq, a->seq);
-    a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (a->efd < 0)
-        goto out;
-    a->ev = event_new(base, a->efd, EV_READ | EV_PERSIST, on_wakeup, a);
+    a->main_port = audit_port_new(a, base);
     a->cp_timer = event_new(base, -1, EV_PERSIST, on_checkpoint_timer, a);
-    if (a->ev == NULL || a->cp_timer == NULL || event_add(a->ev, NULL) != 0)
+    if (a->main_port == NULL || a->cp_timer == NULL)
         goto out;
     arm_checkpoint_timer(a, o);
     if (pthread_create(&a->thread, NULL, writer_main, a) != 0)
@@ -877,15 +951,13 @@ void audit_free(struct audit *a)
             write_state_file(a);
         }
     }
-    run_done(a);
+    if (a->main_port != NULL)
+        run_done(a->main_port);
+    ports_free(a);
     if (a->fd >= 0)
         close(a->fd);
-    if (a->ev != NULL)
-        event_free(a->ev);
     if (a->cp_timer != NULL)
         event_free(a->cp_timer);
-    if (a->efd >= 0)
-        close(a->efd);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     buf_free(&a->out);
@@ -895,11 +967,10 @@ void audit_free(struct audit *a)
     free(a);
 }
 
-int audit_append(struct audit *a, char *body, int durable, audit_done_cb cb, void *arg)
+int audit_append(struct audit *a, struct audit_port *port, char *body, int durable, audit_done_cb cb, void *arg)
 {
     int rc = 0;
     struct item *it = calloc(1, sizeof(*it));
-    uint64_t one = 1;
 
     if (it == NULL) {
         free(body);
@@ -913,15 +984,12 @@ int audit_append(struct audit *a, char *body, int durable, audit_done_cb cb, voi
     it->durable = durable;
     it->cb = cb;
     it->arg = arg;
+    it->port = cb != NULL ? (port != NULL ? port : a->main_port) : NULL;
     pthread_mutex_lock(&a->mu);
     if (!atomic_load(&a->healthy) || body == NULL || body[0] != '{') {
         /* Refused: report through the done queue, never from inside this call. */
         it->ok = 0;
-        *a->done_tail = it;
-        a->done_tail = &it->next;
-        if (write(a->efd, &one, sizeof(one)) < 0) {
-            /* Cannot fail: the counter does not overflow. */
-        }
+        deliver(a, it);
         rc = -1;
     } else {
         *a->pending_tail = it;

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 struct audit;
+struct audit_port;
 
 struct audit_opts {
     const char *path;      /* the audit file (copied) */
@@ -49,13 +50,22 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
 void audit_free(struct audit *a);
 
 /*
- * Append one entry. body is a JSON object text beginning with '{' (the caller
- * builds it; it must not contain "seq" or "prev"); audit_append takes
- * ownership of it (malloc'ed). cb (may be NULL) runs on the loop later, never
- * from inside this call. Returns -1 only when the entry was refused at once
- * (the log is failed): cb is then still called, with ok = 0.
+ * Each event loop that appends entries and waits for them has a port: the
+ * writer wakes that loop (through the port's eventfd) to run its callbacks.
+ * Ports belong to the audit and are freed with it (their loops' bases must
+ * outlive audit_free). The loop that created the audit has one already.
  */
-int audit_append(struct audit *a, char *body, int durable, audit_done_cb cb, void *arg);
+struct audit_port *audit_port_new(struct audit *a, struct event_base *base);
+
+/*
+ * Append one entry, from any thread. body is a JSON object text beginning
+ * with '{' (the caller builds it; it must not contain "seq" or "prev");
+ * audit_append takes ownership of it (malloc'ed). cb (may be NULL) runs later
+ * on the loop of port (NULL: the creating loop's), never from inside this
+ * call. Returns -1 only when the entry was refused at once (the log is
+ * failed): cb is then still called, with ok = 0.
+ */
+int audit_append(struct audit *a, struct audit_port *port, char *body, int durable, audit_done_cb cb, void *arg);
 
 /* Close and reopen the file (logrotate), writing a checkpoint first. */
 void audit_reopen(struct audit *a);

@@ -114,9 +114,17 @@ uint64_t auth_keyset_next_id(void)
     return ++next;
 }
 
+struct auth_keyset *auth_keyset_ref(struct auth_keyset *ks)
+{
+    if (ks != NULL)
+        atomic_fetch_add(&ks->refs, 1);
+    return ks;
+}
+
 void auth_keyset_free(struct auth_keyset *ks)
 {
-    if (ks == NULL)
+    /* refs counts the references beyond the first (calloc'ed sets start at 0). */
+    if (ks == NULL || atomic_fetch_sub(&ks->refs, 1) > 0)
         return;
     for (size_t i = 0; i < ks->n; i++) {
         EVP_PKEY_free(ks->keys[i].pkey);

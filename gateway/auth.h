@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,7 +76,8 @@ struct auth_key {
 struct auth_keyset {
     struct auth_key *keys; /* owned array */
     size_t n;
-    uint64_t id; /* unique per loaded set: cache entries name the set they were verified with */
+    uint64_t id;     /* unique per loaded set: cache entries name the set they were verified with */
+    atomic_int refs; /* 0 means 1: sets are made with one reference */
 };
 
 /* A fresh keyset id (sets made elsewhere, e.g. from a JWKS, take one). */
@@ -89,6 +91,8 @@ uint64_t auth_keyset_next_id(void);
  * The caller frees *out with auth_keyset_free.
  */
 int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, struct buf *err);
+/* Take another reference; auth_keyset_free drops one (the last frees). */
+struct auth_keyset *auth_keyset_ref(struct auth_keyset *ks);
 void auth_keyset_free(struct auth_keyset *ks);
 /* Which algorithms a public key can verify (RSA ≥ 2048 bits, EC by curve). */
 int auth_pkey_algs(EVP_PKEY *pkey);

@@ -27,13 +27,13 @@ static uint64_t cfg_generation;
 struct gw_config *cfg_ref(struct gw_config *c)
 {
     if (c != NULL)
-        c->refs++;
+        atomic_fetch_add(&c->refs, 1);
     return c;
 }
 
 void cfg_unref(struct gw_config *c)
 {
-    if (c == NULL || --c->refs > 0)
+    if (c == NULL || atomic_fetch_sub(&c->refs, 1) > 1)
         return;
     free(c->path);
     free(c->listen_host);
@@ -481,6 +481,7 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
                                        "trusted_proxies",
                                        "proxy_protocol",
                                        "upstream_rate_limit",
+                                       "workers",
                                        NULL};
     struct gw_config *c = NULL, *ret = NULL;
     struct jc jc;
@@ -492,7 +493,7 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         goto out;
-    c->refs = 1;
+    atomic_init(&c->refs, 1);
     c->path = realpath(path, NULL);
     c->log_level = LOG_LVL_INFO;
     c->auth.leeway_s = 60;
@@ -548,6 +549,11 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
     load_tls(&jc, root, c);
     load_network(&jc, root, c);
     jc_bool(&jc, root, "", "allow_root", &c->allow_root);
+    {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = cpus < 1 ? 1 : cpus > 8 ? 8 : cpus;
+        jc_int(&jc, root, "", "workers", 1, 64, &c->workers);
+    }
     jc_int(&jc, root, "", "shutdown_timeout_ms", 0, 3600000, &c->shutdown_timeout_ms);
     if (c->shutdown_timeout_ms < c->upstream.deadline_ms)
         jc_error(&jc, "shutdown_timeout_ms",

@@ -17,6 +17,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct cfg_auth {
@@ -70,7 +71,7 @@ struct cfg_cors {
 };
 
 struct gw_config {
-    int refs;
+    atomic_int refs; /* worker threads hold snapshots too */
     uint64_t generation;
     char *path; /* the config file itself */
     char *listen_host;
@@ -80,6 +81,7 @@ struct gw_config {
     char *instance;
     int log_level;
     int allow_root;
+    long workers; /* event-loop threads serving the API */
     long shutdown_timeout_ms;
     int has_tls;
     struct cfg_tls tls;

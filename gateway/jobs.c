@@ -42,12 +42,13 @@ struct team_bucket {
 };
 
 struct job {
+    struct worker *w; /* the worker thread serving the request */
     struct gw *gw;
     struct gw_config *cfg; /* reference held until job_free */
     struct evhttp_request *http;
     struct job *qnext;    /* in gw's upstream queue */
     struct event *qtimer; /* bound on the time spent queued */
-    int holds_slot;       /* counted in gw->upstream_active */
+    int holds_slot;       /* counted in w->upstream_active */
     int status;           /* what the caller got (0: nothing yet) */
     char request_id[160];
     char job_id[ROUTE_JOB_ID_MAX + 1];
@@ -62,6 +63,7 @@ struct job {
     const char *team;             /* borrowed from the policy of cfg, or from the token */
     const struct pol_team *pteam; /* the policy's entry, when the team is known */
     const struct cred *cred;
+    struct auth_keyset *keys; /* the key set the token was checked with (a reference), or NULL */
     int64_t t0_ms;
     const char *allow;                 /* the Allow header of a 405 */
     void (*after_auth)(struct job *j); /* the step after authentication */
@@ -119,14 +121,15 @@ static void escape_path(char *out, size_t outlen, const char *uri)
     out[n] = '\0';
 }
 
-static struct job *job_new(struct gw *gw, struct evhttp_request *req, const char *job_id, const char *request_id)
+static struct job *job_new(struct worker *w, struct evhttp_request *req, const char *job_id, const char *request_id)
 {
     struct job *j = calloc(1, sizeof(*j));
 
     if (j == NULL)
         return NULL;
-    j->gw = gw;
-    j->cfg = cfg_ref(gw->cfg);
+    j->w = w;
+    j->gw = w->gw;
+    j->cfg = gw_config_get(w->gw);
     j->http = req;
     j->t0_ms = clock_mono_ms();
     j->allow = "DELETE";
@@ -134,16 +137,16 @@ static struct job *job_new(struct gw *gw, struct evhttp_request *req, const char
     snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
     snprintf(j->method, sizeof(j->method), "%s", method_name(evhttp_request_get_command(req)));
     escape_path(j->path, sizeof(j->path), evhttp_request_get_uri(req));
-    srv_addresses(gw->srv, req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
+    srv_addresses(w->srv, req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
     if (j->cfg->has_tls) {
         char ids[TLS_IDS_MAX][TLS_ID_MAX];
-        size_t n = srv_client_cert(gw->srv, req, ids, TLS_IDS_MAX);
+        size_t n = srv_client_cert(w->srv, req, ids, TLS_IDS_MAX);
         if (n > 0 && (j->cert_ids = malloc(n * sizeof(*j->cert_ids))) != NULL) {
             memcpy(j->cert_ids, ids, n * sizeof(*j->cert_ids));
             j->ncert_ids = n;
         }
     }
-    gw->jobs_in_flight++;
+    atomic_fetch_add(&w->jobs_in_flight, 1);
     return j;
 }
 
@@ -158,7 +161,8 @@ static void job_free(struct job *j)
     release_slot(j);
     if (j->qtimer != NULL)
         event_free(j->qtimer);
-    j->gw->jobs_in_flight--;
+    atomic_fetch_sub(&j->w->jobs_in_flight, 1);
+    auth_keyset_free(j->keys);
     auth_identity_clear(&j->id);
     cfg_unref(j->cfg);
     free(j->page);
@@ -171,7 +175,7 @@ static void job_problem(struct job *j, int status, const char *type, const char 
                         const char *extra)
 {
     j->status = status;
-    srv_problem(j->gw->srv, j->http, j->request_id, status, type, title, detail, extra);
+    srv_problem(j->w->srv, j->http, j->request_id, status, type, title, detail, extra);
 }
 
 /* Common leading members of every entry about this request. */
@@ -243,12 +247,13 @@ static void submit(struct job *j, struct buf *b, int durable, audit_done_cb cb, 
             cb(arg, 0);
         return;
     }
-    audit_append(j->gw->audit, buf_take(b), durable, cb, arg);
+    audit_append(j->gw->audit, j->w->port, buf_take(b), durable, cb, arg);
 }
 
 static void on_refusal_summary(void *arg, const char *client, uint64_t suppressed, int64_t start_ms)
 {
     struct gw *gw = arg;
+    struct gw_config *cfg = gw_config_get(gw);
     struct buf b;
     char ts[40], ws[40];
 
@@ -256,18 +261,21 @@ static void on_refusal_summary(void *arg, const char *client, uint64_t suppresse
     clock_rfc3339_ms(ws, sizeof(ws), start_ms);
     buf_init(&b, JOBS_ENTRY_MAX);
     buf_printf(&b, "{\"ts\":\"%s\",\"instance\":", ts);
-    buf_json_str(&b, gw->cfg->instance, strlen(gw->cfg->instance));
+    buf_json_str(&b, cfg->instance, strlen(cfg->instance));
+    cfg_unref(cfg);
     buf_adds(&b, ",\"event\":\"refusals_suppressed\",\"client_ip\":");
     buf_json_str(&b, client, strlen(client));
     buf_printf(&b, ",\"count\":%llu,\"window_start\":\"%s\"}", (unsigned long long)suppressed, ws);
     if (b.p != NULL)
-        audit_append(gw->audit, buf_take(&b), 0, NULL, NULL);
+        audit_append(gw->audit, NULL, buf_take(&b), 0, NULL, NULL);
     buf_free(&b);
 }
 
 void jobs_sweep_refusals(struct gw *gw, int all)
 {
+    pthread_mutex_lock(&gw->rl_mu);
     rl_refusals_sweep(gw->refusals, all ? INT64_MAX : clock_wall_ms(), on_refusal_summary, gw);
+    pthread_mutex_unlock(&gw->rl_mu);
 }
 
 /*
@@ -278,11 +286,16 @@ static void refuse(struct job *j, int status, const char *reason, const char *ty
                    const char *detail, int close_conn, const char *www_auth)
 {
     struct buf b;
-    int authenticated = j->id.sub != NULL;
+    int authenticated = j->id.sub != NULL, record = 1;
     struct evkeyvalq *oh = evhttp_request_get_output_headers(j->http);
 
     met_decision(j->gw->metrics, "deny", strncmp(reason, "invalid_token:", 14) == 0 ? "invalid_token" : reason);
-    if (authenticated || rl_refusal_admit(j->gw->refusals, j->client_ip, clock_wall_ms(), on_refusal_summary, j->gw)) {
+    if (!authenticated) {
+        pthread_mutex_lock(&j->gw->rl_mu);
+        record = rl_refusal_admit(j->gw->refusals, j->client_ip, clock_wall_ms(), on_refusal_summary, j->gw);
+        pthread_mutex_unlock(&j->gw->rl_mu);
+    }
+    if (record) {
         buf_init(&b, JOBS_ENTRY_MAX);
         entry_begin(&b, j, "decision");
         entry_identity(&b, j);
@@ -352,12 +365,13 @@ static int check_hygiene(struct job *j)
     return 0;
 }
 
-/* The keys tokens are checked with now: the JWKS source's, or the config's. */
-static const struct auth_keyset *current_keys(const struct job *j)
+/* The keys tokens are checked with now: the JWKS source's, or the config's
+ * (a reference either way, dropped in job_free). */
+static struct auth_keyset *current_keys(const struct job *j)
 {
     if (j->cfg->auth.jwks_url != NULL && j->gw->jwks != NULL)
-        return jwksrc_keys(j->gw->jwks);
-    return j->cfg->keys;
+        return jwksrc_keys_get(j->gw->jwks);
+    return auth_keyset_ref(j->cfg->keys);
 }
 
 static void authenticate(struct job *j);
@@ -378,13 +392,18 @@ static void authenticate(struct job *j)
     const char *authz = evhttp_find_header(h, "Authorization");
     const struct gw_config *c = j->cfg;
     struct auth_params p = {c->auth.algs, c->auth.issuer, c->auth.audience, c->auth.leeway_s, c->auth.max_age_s};
-    const struct auth_keyset *keys = current_keys(j);
+    const struct auth_keyset *keys;
     const char *tok;
     size_t len;
     enum auth_err e;
     char reason[64], kid[AUTH_KID_MAX + 1];
     double now = (double)clock_wall_ms() / 1000.0;
-    int cache = c->auth.token_cache && keys != NULL;
+    int cache;
+
+    auth_keyset_free(j->keys); /* a second pass after a JWKS refresh takes the new set */
+    j->keys = current_keys(j);
+    keys = j->keys;
+    cache = c->auth.token_cache && keys != NULL;
 
     if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0) {
         refuse(j, 401, "no_token", "unauthenticated", "A bearer token is required", "Send Authorization: Bearer <JWT>",
@@ -400,7 +419,7 @@ static void authenticate(struct job *j)
     while (*tok == ' ')
         tok++;
     len = strlen(tok);
-    if (cache && auth_cache_get(j->gw->token_cache, &p, tok, len, keys->id, c->generation, now, &j->id)) {
+    if (cache && auth_cache_get(j->w->token_cache, &p, tok, len, keys->id, c->generation, now, &j->id)) {
         met_inc(j->gw->metrics, MET_TOKEN_CACHE_HITS);
         j->after_auth(j);
         return;
@@ -409,7 +428,7 @@ static void authenticate(struct job *j)
     if (e == AUTH_E_NO_KEY && c->auth.jwks_url != NULL && j->gw->jwks != NULL && !j->jwks_waited &&
         auth_token_kid(tok, len, kid) == 0) {
         j->jwks_waited = 1;
-        if (jwksrc_wait_refresh(j->gw->jwks, on_jwks_refreshed, j))
+        if (jwksrc_wait_refresh(j->gw->jwks, j->w->base, on_jwks_refreshed, j))
             return;
     }
     if (e != AUTH_OK) {
@@ -420,7 +439,7 @@ static void authenticate(struct job *j)
     }
     if (cache) {
         met_inc(j->gw->metrics, MET_TOKEN_CACHE_MISSES);
-        auth_cache_put(j->gw->token_cache, tok, len, keys->id, c->generation, &j->id);
+        auth_cache_put(j->w->token_cache, tok, len, keys->id, c->generation, &j->id);
     }
     j->after_auth(j);
 }
@@ -465,7 +484,7 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
         buf_adds(&b, ",\"upstream_request_id\":");
         buf_json_str(&b, m->upstream_request_id, strlen(m->upstream_request_id));
         buf_addc(&b, '}');
-        srv_reply_json(j->gw->srv, j->http, j->request_id, 200, b.p ? b.p : "{}");
+        srv_reply_json(j->w->srv, j->http, j->request_id, 200, b.p ? b.p : "{}");
         buf_free(&b);
     } else {
         buf_init(&extra, 4096);
@@ -529,7 +548,7 @@ static void on_decision_durable(void *arg, int ok)
         job_free(j);
         return;
     }
-    if (up_start(j->gw->up, &p, sign_attempt, on_upstream_done, j) == NULL) {
+    if (up_start(j->w->up, &p, sign_attempt, on_upstream_done, j) == NULL) {
         struct up_outcome o;
         memset(&o, 0, sizeof(o));
         map_answer(MAP_INTERNAL, 0, NULL, 0, &o.map);
@@ -560,22 +579,23 @@ static void record_and_forward(struct job *j)
 
 static void release_slot(struct job *j)
 {
-    struct gw *gw = j->gw;
+    struct worker *w = j->w;
     struct job *next;
 
     if (!j->holds_slot)
         return;
     j->holds_slot = 0;
-    gw->upstream_active--;
-    /* Hand the slot to the longest-waiting request. */
-    while ((next = gw->queue_head) != NULL && gw->upstream_active < gw->cfg->limits.max_upstream_concurrency) {
-        gw->queue_head = next->qnext;
-        if (gw->queue_head == NULL)
-            gw->queue_tail = &gw->queue_head;
-        gw->upstream_queued--;
+    atomic_fetch_sub(&w->upstream_active, 1);
+    /* Hand the slot to the longest-waiting request (the cap is per worker). */
+    while ((next = w->queue_head) != NULL &&
+           atomic_load(&w->upstream_active) < next->cfg->limits.max_upstream_concurrency) {
+        w->queue_head = next->qnext;
+        if (w->queue_head == NULL)
+            w->queue_tail = &w->queue_head;
+        atomic_fetch_sub(&w->upstream_queued, 1);
         evtimer_del(next->qtimer);
         next->holds_slot = 1;
-        gw->upstream_active++;
+        atomic_fetch_add(&w->upstream_active, 1);
         record_and_forward(next);
     }
 }
@@ -586,14 +606,14 @@ static void on_queue_timeout(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    for (pp = &j->gw->queue_head; *pp != NULL && *pp != j; pp = &(*pp)->qnext)
+    for (pp = &j->w->queue_head; *pp != NULL && *pp != j; pp = &(*pp)->qnext)
         ;
     if (*pp == NULL)
         return;
     *pp = j->qnext;
-    if (j->gw->queue_tail == &j->qnext)
-        j->gw->queue_tail = pp;
-    j->gw->upstream_queued--;
+    if (j->w->queue_tail == &j->qnext)
+        j->w->queue_tail = pp;
+    atomic_fetch_sub(&j->w->upstream_queued, 1);
     evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "1");
     refuse(j, 503, "upstream_busy", "overloaded", "The gateway is at its upstream concurrency limit",
            "The request waited for an upstream slot too long; nothing was forwarded", 0, NULL);
@@ -602,28 +622,28 @@ static void on_queue_timeout(evutil_socket_t fd, short what, void *arg)
 /* Take an upstream slot, or queue for one; refused when the queue is full. */
 static void acquire_slot(struct job *j)
 {
-    struct gw *gw = j->gw;
+    struct worker *w = j->w;
     const struct cfg_limits *l = &j->cfg->limits;
     struct timeval tv = {j->cfg->upstream.deadline_ms / 1000, (j->cfg->upstream.deadline_ms % 1000) * 1000};
 
-    if (gw->upstream_active < l->max_upstream_concurrency && gw->queue_head == NULL) {
+    if (atomic_load(&w->upstream_active) < l->max_upstream_concurrency && w->queue_head == NULL) {
         j->holds_slot = 1;
-        gw->upstream_active++;
+        atomic_fetch_add(&w->upstream_active, 1);
         record_and_forward(j);
         return;
     }
-    if (gw->upstream_queued >= l->max_upstream_queue ||
-        (j->qtimer = evtimer_new(gw->base, on_queue_timeout, j)) == NULL) {
-        met_inc(gw->metrics, MET_UPSTREAM_QUEUE_FULL);
+    if (atomic_load(&w->upstream_queued) >= l->max_upstream_queue ||
+        (j->qtimer = evtimer_new(w->base, on_queue_timeout, j)) == NULL) {
+        met_inc(j->gw->metrics, MET_UPSTREAM_QUEUE_FULL);
         evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "1");
         refuse(j, 503, "upstream_busy", "overloaded", "The gateway is at its upstream concurrency limit",
                "Nothing was forwarded; retry shortly", 0, NULL);
         return;
     }
     j->qnext = NULL;
-    *gw->queue_tail = j;
-    gw->queue_tail = &j->qnext;
-    gw->upstream_queued++;
+    *w->queue_tail = j;
+    w->queue_tail = &j->qnext;
+    atomic_fetch_add(&w->upstream_queued, 1);
     evtimer_add(j->qtimer, &tv);
 }
 
@@ -672,8 +692,12 @@ static int check_rates(struct job *j)
     long wait;
     char num[32];
 
-    if (j->pteam->rate_requests > 0 && (b = team_bucket(gw, j->pteam)) != NULL &&
-        (wait = rl_bucket_take(b, clock_mono_ms())) > 0) {
+    wait = 0;
+    pthread_mutex_lock(&gw->rl_mu);
+    if (j->pteam->rate_requests > 0 && (b = team_bucket(gw, j->pteam)) != NULL)
+        wait = rl_bucket_take(b, clock_mono_ms());
+    pthread_mutex_unlock(&gw->rl_mu);
+    if (wait > 0) {
         snprintf(num, sizeof(num), "%ld", wait);
         evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
         refuse(j, 429, "rate_limited", "rate-limited", "The team's rate limit is reached",
@@ -681,20 +705,24 @@ static int check_rates(struct job *j)
         return -1;
     }
     if (c->upstream_rate_requests > 0) {
+        pthread_mutex_lock(&gw->rl_mu);
+        wait = 0;
         if (gw->upstream_bucket == NULL && (gw->upstream_bucket = calloc(1, sizeof(*gw->upstream_bucket))) != NULL)
             rl_bucket_init(gw->upstream_bucket, (double)c->upstream_rate_requests,
                            (double)c->upstream_rate_requests / (double)c->upstream_rate_per_s, clock_mono_ms());
         if (gw->upstream_bucket != NULL) {
             gw->upstream_bucket->burst = (double)c->upstream_rate_requests;
             gw->upstream_bucket->rate = (double)c->upstream_rate_requests / (double)c->upstream_rate_per_s;
-            if ((wait = rl_bucket_take(gw->upstream_bucket, clock_mono_ms())) > 0) {
-                snprintf(num, sizeof(num), "%ld", wait);
-                evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
-                refuse(j, 429, "upstream_rate_limited", "rate-limited",
-                       "The gateway's rate limit for the cloud API is reached",
-                       "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
-                return -1;
-            }
+            wait = rl_bucket_take(gw->upstream_bucket, clock_mono_ms());
+        }
+        pthread_mutex_unlock(&gw->rl_mu);
+        if (wait > 0) {
+            snprintf(num, sizeof(num), "%ld", wait);
+            evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
+            refuse(j, 429, "upstream_rate_limited", "rate-limited",
+                   "The gateway's rate limit for the cloud API is reached",
+                   "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
+            return -1;
         }
     }
     return 0;
@@ -725,13 +753,13 @@ static void decide(struct job *j)
     acquire_slot(j);
 }
 
-void jobs_handle(struct gw *gw, struct evhttp_request *req, enum route_kind kind, const char *job_id,
+void jobs_handle(struct worker *w, struct evhttp_request *req, enum route_kind kind, const char *job_id,
                  const char *request_id)
 {
-    struct job *j = job_new(gw, req, kind == ROUTE_JOB ? job_id : "", request_id);
+    struct job *j = job_new(w, req, kind == ROUTE_JOB ? job_id : "", request_id);
 
     if (j == NULL) {
-        srv_problem(gw->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
+        srv_problem(w->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
         return;
     }
     if (kind == ROUTE_NOT_FOUND) {
@@ -773,7 +801,7 @@ static void on_audit_read_durable(void *arg, int ok)
     else
         buf_adds(&b, "],\"next_cursor\":null}");
     j->status = 200;
-    srv_reply_json(j->gw->srv, j->http, j->request_id, 200, b.p ? b.p : "{\"entries\":[]}");
+    srv_reply_json(j->w->srv, j->http, j->request_id, 200, b.p ? b.p : "{\"entries\":[]}");
     buf_free(&b);
     job_free(j);
 }
@@ -801,12 +829,12 @@ static void on_audit_page(void *arg, int ok, char *page, size_t count, uint64_t 
 
 static void audit_read_authorized(struct job *j);
 
-void jobs_audit_read(struct gw *gw, struct evhttp_request *req, const char *request_id)
+void jobs_audit_read(struct worker *w, struct evhttp_request *req, const char *request_id)
 {
-    struct job *j = job_new(gw, req, "", request_id);
+    struct job *j = job_new(w, req, "", request_id);
 
     if (j == NULL) {
-        srv_problem(gw->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
+        srv_problem(w->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
         return;
     }
     j->allow = "GET";
@@ -820,7 +848,7 @@ void jobs_audit_read(struct gw *gw, struct evhttp_request *req, const char *requ
 
 static void audit_read_authorized(struct job *j)
 {
-    struct gw *gw = j->gw;
+    struct worker *w = j->w;
     struct evhttp_request *req = j->http;
     const char *teams[AUTH_MAX_TEAMS], *why = NULL, *uri, *qs;
     size_t nteams;
@@ -848,7 +876,7 @@ static void audit_read_authorized(struct job *j)
     }
     snprintf(q.path, sizeof(q.path), "%s", j->cfg->audit.file);
     snprintf(q.instance, sizeof(q.instance), "%s", j->cfg->instance);
-    if (ar_start(gw->reader, &q, on_audit_page, j) != 0) {
+    if (ar_start(w->reader, &q, on_audit_page, j) != 0) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         job_problem(j, 503, "busy", "Too many reads of the trail are running", NULL, NULL);
         job_free(j);

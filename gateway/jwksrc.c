@@ -10,32 +10,38 @@
 #include "metrics.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define JWKSRC_CONNECT_TIMEOUT_MS 3000
 #define JWKSRC_TIMEOUT_MS 10000
 
+/* A request waiting for a refresh; ev belongs to the request's loop. */
 struct waiter {
     struct waiter *next;
-    struct jwksrc *j;
-    struct event *timer;
+    struct event *ev; /* activated (from the main thread) when the wait is over */
+    int64_t deadline_ms;
     void (*fn)(void *arg);
     void *arg;
 };
 
 struct jwksrc {
-    struct event_base *base;
+    struct event_base *base; /* the main loop: fetches run here */
     struct metrics *metrics;
     struct cev *cev;
     char *url;
     char *ca_file;
     int algs;
     long refresh_s;
-    struct auth_keyset *keys; /* owned */
-    CURL *fetch;              /* the transfer running, or NULL */
+    CURL *fetch; /* the transfer running, or NULL (main thread only) */
     struct buf body;
-    struct event *timer; /* periodic refresh */
+    struct event *timer;      /* periodic refresh */
+    struct event *kick;       /* a worker asked for an early refresh */
+    struct event *wait_timer; /* ends waits after JWKSRC_WAIT_MS */
+    pthread_mutex_t mu;       /* guards what follows */
+    struct auth_keyset *keys; /* one reference */
+    int refreshing;           /* a fetch runs or is about to */
     int64_t last_early_ms;
     struct waiter *waiters;
 };
@@ -107,16 +113,47 @@ int jwksrc_fetch_blocking(const struct jwksrc_opts *o, struct auth_keyset **out,
     return rc;
 }
 
-static void wake_waiters(struct jwksrc *j)
+/* End the waits that are over (all when all), on their own loops. */
+static void wake_waiters(struct jwksrc *j, int all)
 {
-    struct waiter *w;
+    struct waiter **pp, *w, *due = NULL;
+    int64_t now = clock_mono_ms();
 
-    while ((w = j->waiters) != NULL) {
-        j->waiters = w->next;
-        event_free(w->timer);
-        w->fn(w->arg);
-        free(w);
+    pthread_mutex_lock(&j->mu);
+    for (pp = &j->waiters; (w = *pp) != NULL;) {
+        if (all || now >= w->deadline_ms) {
+            *pp = w->next;
+            w->next = due;
+            due = w;
+        } else {
+            pp = &w->next;
+        }
     }
+    pthread_mutex_unlock(&j->mu);
+    while ((w = due) != NULL) {
+        due = w->next;
+        /* From here the waiter is its loop's: on_waited frees it. */
+        event_active(w->ev, EV_TIMEOUT, 0);
+    }
+}
+
+/* On the waiting request's loop. */
+static void on_waited(evutil_socket_t fd, short what, void *arg)
+{
+    struct waiter *w = arg;
+
+    (void)fd;
+    (void)what;
+    w->fn(w->arg);
+    event_free(w->ev);
+    free(w);
+}
+
+static void on_wait_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    wake_waiters(arg, 0);
 }
 
 static void on_fetched(void *arg, CURL *easy, CURLcode res)
@@ -133,8 +170,13 @@ static void on_fetched(void *arg, CURL *easy, CURLcode res)
     if (report.len > 0)
         report.p[report.len - 1] = '\0';
     if (n > 0) {
-        auth_keyset_free(j->keys);
+        struct auth_keyset *old;
+        pthread_mutex_lock(&j->mu);
+        old = j->keys;
         j->keys = ks;
+        pthread_mutex_unlock(&j->mu);
+        /* Threads verifying with the old set hold their own references. */
+        auth_keyset_free(old);
         met_inc(j->metrics, MET_JWKS_REFRESHES);
         if (report.len > 0)
             log_info("JWKS %s: %d usable keys; %s", j->url, n, report.p);
@@ -147,21 +189,39 @@ static void on_fetched(void *arg, CURL *easy, CURLcode res)
     }
     buf_free(&report);
     buf_free(&j->body);
-    wake_waiters(j);
+    pthread_mutex_lock(&j->mu);
+    j->refreshing = 0;
+    pthread_mutex_unlock(&j->mu);
+    wake_waiters(j, 1);
 }
 
+/* Main thread only. */
 static int start_fetch(struct jwksrc *j)
 {
     if (j->fetch != NULL)
         return 0;
+    pthread_mutex_lock(&j->mu);
+    j->refreshing = 1;
+    pthread_mutex_unlock(&j->mu);
     buf_init(&j->body, JWKS_DOC_MAX);
     j->fetch = make_easy(j->url, j->ca_file, &j->body);
     if (j->fetch == NULL || cev_add(j->cev, j->fetch, on_fetched, j) != 0) {
         curl_easy_cleanup(j->fetch);
         j->fetch = NULL;
+        pthread_mutex_lock(&j->mu);
+        j->refreshing = 0;
+        pthread_mutex_unlock(&j->mu);
+        wake_waiters(j, 1);
         return -1;
     }
     return 0;
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_fetch(arg);
 }
 
 static void on_refresh_timer(evutil_socket_t fd, short what, void *arg)
@@ -192,9 +252,13 @@ struct jwksrc *jwksrc_new(struct event_base *base, struct metrics *m, const stru
     j->metrics = m;
     j->keys = initial;
     j->last_early_ms = -JWKSRC_EARLY_MIN_MS;
+    pthread_mutex_init(&j->mu, NULL);
     j->cev = cev_new(base, 4);
     j->timer = event_new(base, -1, EV_PERSIST, on_refresh_timer, j);
-    if (j->cev == NULL || j->timer == NULL) {
+    j->kick = event_new(base, -1, 0, on_kick, j);
+    j->wait_timer = event_new(base, -1, EV_PERSIST, on_wait_tick, j);
+    if (j->cev == NULL || j->timer == NULL || j->kick == NULL || j->wait_timer == NULL ||
+        event_add(j->wait_timer, &(struct timeval){0, 100 * 1000}) != 0) {
         jwksrc_free(j);
         return NULL;
     }
@@ -230,9 +294,10 @@ void jwksrc_free(struct jwksrc *j)
 
     if (j == NULL)
         return;
+    /* The waiting loops have stopped: their events are freed unrun. */
     while ((w = j->waiters) != NULL) {
         j->waiters = w->next;
-        event_free(w->timer);
+        event_free(w->ev);
         free(w);
     }
     if (j->fetch != NULL) {
@@ -243,60 +308,60 @@ void jwksrc_free(struct jwksrc *j)
     cev_free(j->cev);
     if (j->timer != NULL)
         event_free(j->timer);
+    if (j->kick != NULL)
+        event_free(j->kick);
+    if (j->wait_timer != NULL)
+        event_free(j->wait_timer);
+    pthread_mutex_destroy(&j->mu);
     auth_keyset_free(j->keys);
     free(j->url);
     free(j->ca_file);
     free(j);
 }
 
-const struct auth_keyset *jwksrc_keys(const struct jwksrc *j)
+struct auth_keyset *jwksrc_keys_get(struct jwksrc *j)
 {
-    return j->keys;
+    struct auth_keyset *ks;
+
+    pthread_mutex_lock(&j->mu);
+    ks = auth_keyset_ref(j->keys);
+    pthread_mutex_unlock(&j->mu);
+    return ks;
 }
 
-static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    struct waiter *w = arg, **pp;
-
-    (void)fd;
-    (void)what;
-    for (pp = &w->j->waiters; *pp != NULL && *pp != w; pp = &(*pp)->next)
-        ;
-    if (*pp != NULL)
-        *pp = w->next;
-    event_free(w->timer);
-    w->fn(w->arg);
-    free(w);
-}
-
-int jwksrc_wait_refresh(struct jwksrc *j, void (*fn)(void *arg), void *arg)
+int jwksrc_wait_refresh(struct jwksrc *j, struct event_base *base, void (*fn)(void *arg), void *arg)
 {
     int64_t now = clock_mono_ms();
-    struct timeval tv = {JWKSRC_WAIT_MS / 1000, (JWKSRC_WAIT_MS % 1000) * 1000};
-    struct waiter *w;
+    struct waiter *w = calloc(1, sizeof(*w));
+    int rc = 0, kick = 0;
 
-    if (j->fetch == NULL) {
-        if (now - j->last_early_ms < JWKSRC_EARLY_MIN_MS)
-            return 0;
-        j->last_early_ms = now;
-        log_info("JWKS %s: a token names an unknown kid; refreshing early", j->url);
-        if (start_fetch(j) != 0)
-            return 0;
-    }
-    w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return 0;
-    w->j = j;
-    w->fn = fn;
-    w->arg = arg;
-    w->timer = evtimer_new(j->base, on_wait_timeout, w);
-    if (w->timer == NULL || evtimer_add(w->timer, &tv) != 0) {
-        if (w->timer != NULL)
-            event_free(w->timer);
+    if (w == NULL || (w->ev = event_new(base, -1, 0, on_waited, w)) == NULL) {
         free(w);
         return 0;
     }
-    w->next = j->waiters;
-    j->waiters = w;
+    w->fn = fn;
+    w->arg = arg;
+    w->deadline_ms = now + JWKSRC_WAIT_MS;
+    pthread_mutex_lock(&j->mu);
+    if (!j->refreshing && now - j->last_early_ms >= JWKSRC_EARLY_MIN_MS) {
+        j->last_early_ms = now;
+        j->refreshing = 1;
+        kick = 1;
+    }
+    if (j->refreshing) {
+        w->next = j->waiters;
+        j->waiters = w;
+        rc = 1;
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (!rc) {
+        event_free(w->ev);
+        free(w);
+        return 0;
+    }
+    if (kick) {
+        log_info("JWKS %s: a token names an unknown kid; refreshing early", j->url);
+        event_active(j->kick, EV_TIMEOUT, 0);
+    }
     return 1;
 }

@@ -5,6 +5,9 @@
  * refreshed every jwks_refresh_seconds, and early when a token names an
  * unknown kid — at most once per 30 s whatever the number of such tokens.
  * A failed refresh keeps the last good key set.
+ *
+ * Fetching runs on the loop that created the source (the main thread); the
+ * key set and the waits are reached from any worker thread.
  */
 #ifndef GW_JWKSRC_H
 #define GW_JWKSRC_H
@@ -42,15 +45,17 @@ struct jwksrc *jwksrc_new(struct event_base *base, struct metrics *m, const stru
 void jwksrc_free(struct jwksrc *j);
 /* Adopt new options (reload); a new URL is fetched at once. */
 void jwksrc_reconfigure(struct jwksrc *j, const struct jwksrc_opts *o);
-/* The current key set (borrowed: valid until the loop runs again). */
-const struct auth_keyset *jwksrc_keys(const struct jwksrc *j);
+/* The current key set, with a reference the caller drops (auth_keyset_free);
+ * NULL while there is none. Any thread. */
+struct auth_keyset *jwksrc_keys_get(struct jwksrc *j);
 
 /*
  * A token names a kid the current set lacks. Returns 1 when a refresh is
- * running or may start now: fn(arg) runs on the loop once it is done or
- * after JWKSRC_WAIT_MS, whichever comes first. Returns 0 when no refresh is
- * allowed now (the caller decides at once).
+ * running or may start now: fn(arg) then runs on the caller's loop (base)
+ * once the refresh is done or after JWKSRC_WAIT_MS, whichever comes first.
+ * Returns 0 when no refresh is allowed now (the caller decides at once).
+ * Any thread.
  */
-int jwksrc_wait_refresh(struct jwksrc *j, void (*fn)(void *arg), void *arg);
+int jwksrc_wait_refresh(struct jwksrc *j, struct event_base *base, void (*fn)(void *arg), void *arg);
 
 #endif

@@ -18,9 +18,11 @@
 #include "ratelimit.h"
 #include "server.h"
 #include "upstream.h"
+#include "worker.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <malloc.h>
@@ -36,8 +38,6 @@
 #define REFUSALS_PER_MINUTE 10
 #define REFUSAL_CLIENTS_MAX 10000
 #define DRAIN_POLL_MS 50
-#define AUDIT_READS_MAX 2 /* concurrent GET /audit scans */
-#define TOKEN_CACHE_SLOTS 16384
 
 static void usage(FILE *f)
 {
@@ -84,13 +84,16 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct drain *d = arg;
     struct timeval tv = {0, DRAIN_POLL_MS * 1000};
+    int drained = 1;
 
     (void)fd;
     (void)what;
-    /* Done when no request is in flight and every reply has left. */
-    if ((d->gw->jobs_in_flight == 0 && srv_unsent_replies(d->gw->srv) == 0) || clock_mono_ms() >= d->deadline_ms) {
-        if (d->gw->jobs_in_flight > 0)
-            log_warn("shutdown timeout: %ld requests still in flight are abandoned", d->gw->jobs_in_flight);
+    /* Done when every worker has no request in flight and no reply unsent. */
+    for (int i = 0; i < d->gw->nworkers; i++)
+        drained &= atomic_load(&d->gw->workers[i].drained);
+    if (drained || clock_mono_ms() >= d->deadline_ms) {
+        if (!drained)
+            log_warn("shutdown timeout: %ld requests still in flight are abandoned", gw_jobs_in_flight(d->gw));
         event_base_loopexit(d->gw->base, NULL);
         return;
     }
@@ -103,11 +106,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct timeval now = {0, 0};
 
     (void)what;
-    if (d->gw->draining)
+    if (atomic_load(&d->gw->draining))
         return;
-    log_info("signal %d: draining %ld in-flight requests, then exiting", (int)sig, d->gw->jobs_in_flight);
-    d->gw->draining = 1;
-    srv_stop_accepting(d->gw->srv);
+    log_info("signal %d: draining %ld in-flight requests, then exiting", (int)sig, gw_jobs_in_flight(d->gw));
+    atomic_store(&d->gw->draining, 1);
+    /* The admin listener keeps answering (/readyz says draining). */
+    for (int i = 0; i < d->gw->nworkers; i++)
+        gw_worker_post(&d->gw->workers[i], WORKER_STOP_ACCEPTING);
     d->deadline_ms = clock_mono_ms() + d->gw->cfg->shutdown_timeout_ms;
     evtimer_add(d->timer, &now);
 }
@@ -156,18 +161,27 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         cfg_unref(next);
         return;
     }
-    if (next->auth.jwks_url != NULL) {
+    if (next->auth.jwks_url != NULL && gw->jwks != NULL) {
         struct jwksrc_opts jo = {next->auth.jwks_url, next->auth.jwks_ca_file, next->auth.algs,
                                  next->auth.jwks_refresh_s};
-        if (gw->jwks != NULL)
-            jwksrc_reconfigure(gw->jwks, &jo);
-        else
-            gw->jwks = jwksrc_new(gw->base, gw->metrics, &jo, NULL);
+        jwksrc_reconfigure(gw->jwks, &jo);
+    }
+    pthread_mutex_lock(&gw->cfg_mu);
+    if (next->auth.jwks_url != NULL && gw->jwks == NULL) {
+        struct jwksrc_opts jo = {next->auth.jwks_url, next->auth.jwks_ca_file, next->auth.algs,
+                                 next->auth.jwks_refresh_s};
+        /* Published with the snapshot that uses it (workers read it after
+         * taking the snapshot under cfg_mu). */
+        gw->jwks = jwksrc_new(gw->base, gw->metrics, &jo, NULL);
     }
     cfg_unref(gw->cfg);
     gw->cfg = next;
+    pthread_mutex_unlock(&gw->cfg_mu);
     log_set_level(next->log_level);
-    srv_reconfigure(gw->srv, next);
+    for (int i = 0; i < gw->nworkers; i++)
+        gw_worker_post(&gw->workers[i], WORKER_RECONFIGURE);
+    if (gw->admin != NULL)
+        srv_reconfigure(gw->admin, next);
     audit_opts_of(next, &ao);
     audit_reconfigure(gw->audit, &ao);
     /* The reload signal also reopens the audit file (logrotate). */
@@ -207,23 +221,19 @@ static int run(struct gw_config *cfg, const char *config_path)
     memset(&gw, 0, sizeof(gw));
     memset(&d, 0, sizeof(d));
     buf_init(&err, 16 * 1024);
+    pthread_mutex_init(&gw.cfg_mu, NULL);
+    pthread_mutex_init(&gw.rl_mu, NULL);
     gw.cfg = cfg;
-    gw.queue_tail = &gw.queue_head;
     gw.base = event_base_new();
     gw.metrics = met_new();
-    /* Three priorities: the server's read watchers (0) run before evhttp's
-     * own reads (1, the default), see server.c. */
     if (gw.base == NULL || gw.metrics == NULL || event_base_priority_init(gw.base, 3) != 0)
         goto out;
     audit_opts_of(cfg, &ao);
     gw.audit = audit_new(gw.base, &ao, &err);
     if (gw.audit == NULL)
         goto out;
-    gw.up = up_new(gw.base, 1024);
     gw.refusals = rl_refusals_new(REFUSALS_PER_MINUTE, 60 * 1000, REFUSAL_CLIENTS_MAX);
-    gw.reader = ar_new(gw.base, AUDIT_READS_MAX);
-    gw.token_cache = auth_cache_new(TOKEN_CACHE_SLOTS);
-    if (gw.up == NULL || gw.refusals == NULL || gw.reader == NULL || gw.token_cache == NULL)
+    if (gw.refusals == NULL)
         goto out;
     if (cfg->auth.jwks_url != NULL) {
         struct jwksrc_opts jo = {cfg->auth.jwks_url, cfg->auth.jwks_ca_file, cfg->auth.algs, cfg->auth.jwks_refresh_s};
@@ -235,9 +245,17 @@ static int run(struct gw_config *cfg, const char *config_path)
     }
     if (cfg->key_report != NULL)
         log_info("%s", cfg->key_report);
-    gw.srv = srv_new(&gw, cfg, &err);
-    if (gw.srv == NULL)
+    if (cfg->admin_host != NULL && (gw.admin = srv_new(&gw, NULL, gw.base, cfg, -1, &err)) == NULL)
         goto out;
+    gw.workers = calloc((size_t)cfg->workers, sizeof(*gw.workers));
+    if (gw.workers == NULL)
+        goto out;
+    for (gw.nworkers = 0; gw.nworkers < cfg->workers; gw.nworkers++)
+        if (worker_init(&gw.workers[gw.nworkers], &gw, gw.nworkers, cfg,
+                        gw.nworkers > 0 ? srv_listen_fd(gw.workers[0].srv) : -1, &err) != 0) {
+            gw.nworkers++; /* partly made: freed below */
+            goto out;
+        }
     d.gw = &gw;
     d.config_path = config_path;
     d.timer = evtimer_new(gw.base, on_drain_tick, &d);
@@ -250,21 +268,31 @@ static int run(struct gw_config *cfg, const char *config_path)
         if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
             goto out;
     }
-    log_info("smc-gateway %s listening on %s:%d%s (instance %s, config generation %llu)", GW_VERSION, cfg->listen_host,
-             cfg->listen_port, cfg->has_tls ? " with TLS" : "", cfg->instance, (unsigned long long)cfg->generation);
+    for (int i = 0; i < gw.nworkers; i++)
+        if (worker_start(&gw.workers[i]) != 0)
+            goto out;
+    log_info("smc-gateway %s listening on %s:%d%s with %d workers (instance %s, config generation %llu)", GW_VERSION,
+             cfg->listen_host, cfg->listen_port, cfg->has_tls ? " with TLS" : "", gw.nworkers, cfg->instance,
+             (unsigned long long)cfg->generation);
     event_base_dispatch(gw.base);
     rc = 0;
 out:
     if (err.len > 0)
         log_error("%.*s", (int)(err.p[err.len - 1] == '\n' ? err.len - 1 : err.len), err.p);
+    /* Workers first (their requests are done, or abandoned at the timeout). */
+    for (int i = 0; i < gw.nworkers; i++)
+        worker_stop(&gw.workers[i]);
     if (gw.refusals != NULL && gw.audit != NULL)
         jobs_sweep_refusals(&gw, 1);
-    srv_free(gw.srv);
-    ar_free(gw.reader);
+    for (int i = 0; i < gw.nworkers; i++)
+        worker_free(&gw.workers[i]);
+    srv_free(gw.admin);
+    /* The JWKS source's and the audit's events may live on worker loops. */
     jwksrc_free(gw.jwks);
-    auth_cache_free(gw.token_cache);
-    up_free(gw.up);
     audit_free(gw.audit);
+    for (int i = 0; i < gw.nworkers; i++)
+        worker_free_base(&gw.workers[i]);
+    free(gw.workers);
     rl_refusals_free(gw.refusals);
     jobs_free_state(&gw);
     met_free(gw.metrics);
@@ -282,6 +310,8 @@ out:
         log_info("smc-gateway stopped");
     /* The snapshot in use at the end (the caller's may have been replaced). */
     cfg_unref(gw.cfg);
+    pthread_mutex_destroy(&gw.cfg_mu);
+    pthread_mutex_destroy(&gw.rl_mu);
     return rc;
 }
 
@@ -321,6 +351,11 @@ int main(int argc, char **argv)
         return 2;
     }
     harden_process();
+    /* Worker threads post to each other's loops: libevent must lock. */
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "smc-gateway: libevent without pthreads support\n");
+        return 1;
+    }
     json_set_alloc_funcs(wipe_malloc, wipe_free);
     creds_capture_env();
     curl_global_init(CURL_GLOBAL_DEFAULT);

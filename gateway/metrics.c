@@ -4,6 +4,7 @@
  */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,10 +52,11 @@ struct series {
 };
 
 struct metrics {
+    pthread_mutex_t mu;   /* guards the series table: every worker thread counts */
     struct series *table; /* MET_SERIES_MAX slots */
     size_t nseries;
     uint64_t dropped;
-    uint64_t counters[MET__COUNTERS];
+    _Atomic uint64_t counters[MET__COUNTERS];
     struct met_hist request_hist[2]; /* jobs, other */
     struct met_hist upstream_hist;
 };
@@ -78,6 +80,8 @@ struct metrics *met_new(void)
         free(m);
         m = NULL;
     }
+    if (m != NULL)
+        pthread_mutex_init(&m->mu, NULL);
     return m;
 }
 
@@ -85,6 +89,7 @@ void met_free(struct metrics *m)
 {
     if (m == NULL)
         return;
+    pthread_mutex_destroy(&m->mu);
     free(m->table);
     free(m);
 }
@@ -92,15 +97,11 @@ void met_free(struct metrics *m)
 void met_inc(struct metrics *m, enum met_counter c)
 {
     if (m != NULL)
-        m->counters[c]++;
+        atomic_fetch_add(&m->counters[c], 1);
 }
 
-static void add(struct metrics *m, int family, const char *labels)
+static void add_locked(struct metrics *m, int family, const char *labels, unsigned h)
 {
-    unsigned h = 2166136261u ^ (unsigned)family;
-
-    for (const char *p = labels; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
     for (size_t i = 0; i < MET_SERIES_MAX; i++) {
         struct series *s = &m->table[(h + i) % MET_SERIES_MAX];
         if (s->used && s->family == family && strcmp(s->labels, labels) == 0) {
@@ -121,6 +122,17 @@ static void add(struct metrics *m, int family, const char *labels)
             return;
         }
     }
+}
+
+static void add(struct metrics *m, int family, const char *labels)
+{
+    unsigned h = 2166136261u ^ (unsigned)family;
+
+    for (const char *p = labels; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    pthread_mutex_lock(&m->mu);
+    add_locked(m, family, labels, h);
+    pthread_mutex_unlock(&m->mu);
 }
 
 /* Label values are from fixed sets or sanitized upstream codes; still,
@@ -195,6 +207,9 @@ static void gauge(struct buf *out, const char *name, const char *help, long long
 
 int met_render(struct metrics *m, const struct met_gauges *g, struct buf *out)
 {
+    uint64_t dropped;
+
+    pthread_mutex_lock(&m->mu);
     for (int f = 0; f < F__COUNT; f++) {
         buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", families[f].name, families[f].help, families[f].name);
         for (size_t i = 0; i < MET_SERIES_MAX; i++) {
@@ -203,14 +218,16 @@ int met_render(struct metrics *m, const struct met_gauges *g, struct buf *out)
                 buf_printf(out, "%s{%s} %llu\n", families[f].name, s->labels, (unsigned long long)s->value);
         }
     }
+    dropped = m->dropped;
+    pthread_mutex_unlock(&m->mu);
     for (int c = 0; c < MET__COUNTERS; c++)
         buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[c].name, counters[c].help,
-                   counters[c].name, counters[c].name, (unsigned long long)m->counters[c]);
+                   counters[c].name, counters[c].name, (unsigned long long)atomic_load(&m->counters[c]));
     buf_printf(out,
                "# HELP smc_gateway_metric_series_dropped_total Series not created because of the cap.\n"
                "# TYPE smc_gateway_metric_series_dropped_total counter\n"
                "smc_gateway_metric_series_dropped_total %llu\n",
-               (unsigned long long)m->dropped);
+               (unsigned long long)dropped);
     render_hist(out, "smc_gateway_request_duration_seconds", "Time from request to reply.", "route=\"jobs\"",
                 &m->request_hist[0], 1);
     render_hist(out, "smc_gateway_request_duration_seconds", "", "route=\"other\"", &m->request_hist[1], 0);

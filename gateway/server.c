@@ -35,6 +35,7 @@
 #include <netdb.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define SRV_PROXY_HDR_MAX 536 /* largest PROXY header accepted (v1 is at most 107 bytes) */
 
@@ -57,9 +58,10 @@ struct srv_conn {
 
 struct srv {
     struct gw *gw;
-    struct evhttp *http;  /* main listener */
-    struct evhttp *admin; /* or NULL */
-    struct evhttp_bound_socket *bound, *admin_bound;
+    struct worker *w;        /* the API worker serving this listener; NULL: the admin listener */
+    struct event_base *base; /* the loop this listener runs on */
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
     struct srv_conn *conns; /* every live connection (list) */
     struct srv_conn **byfd; /* lookup by socket */
     size_t nfd;
@@ -119,6 +121,7 @@ static void conn_gone(struct srv_conn *c)
         c->next->pprev = c->pprev;
     free(c);
     s->nconns--;
+    atomic_fetch_sub(&s->gw->connections, 1);
     update_accepting(s);
 }
 
@@ -227,7 +230,7 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
         if (c->fd >= 0 && (size_t)c->fd < s->nfd)
             s->byfd[c->fd] = c;
         evhttp_connection_set_closecb(c->evcon, on_conn_close, c);
-        c->watch = event_new(s->gw->base, c->fd, EV_READ, on_watch, c);
+        c->watch = event_new(s->base, c->fd, EV_READ, on_watch, c);
         if (c->watch != NULL) {
             event_priority_set(c->watch, 0);
             if (c->proxy_pending)
@@ -279,6 +282,7 @@ static struct bufferevent *make_conn(struct event_base *base, void *arg)
     s->adopt = c;
     event_active(s->adopt_ev, EV_TIMEOUT, 0);
     s->nconns++;
+    atomic_fetch_add(&s->gw->connections, 1);
     met_inc(s->gw->metrics, MET_CONNECTIONS);
     /* The first head (and a TLS handshake) must come within the deadline. */
     arm_head_deadline(c);
@@ -469,12 +473,10 @@ static void reply_health(struct srv *s, struct evhttp_request *req, const char *
     if (kind == ROUTE_HEALTHZ) {
         buf_adds(&b, "{\"status\":\"alive\"}");
     } else if (kind == ROUTE_READYZ) {
-        if (gw->draining)
+        if (atomic_load(&gw->draining))
             why = "draining";
         else if (!audit_healthy(gw->audit))
             why = "audit log not writable";
-        else if (gw->cfg == NULL)
-            why = "no configuration";
         status = why ? 503 : 200;
         buf_printf(&b, "{\"ready\":%s", why ? "false" : "true");
         if (why != NULL) {
@@ -483,14 +485,16 @@ static void reply_health(struct srv *s, struct evhttp_request *req, const char *
         }
         buf_addc(&b, '}');
     } else {
+        struct gw_config *cfg = gw_config_get(gw);
         memset(&g, 0, sizeof(g));
-        g.in_flight = gw->jobs_in_flight;
-        g.connections = s->nconns;
-        g.upstream_in_flight = up_in_flight(gw->up);
-        g.upstream_queued = gw->upstream_queued;
+        g.in_flight = gw_jobs_in_flight(gw);
+        g.connections = atomic_load(&gw->connections);
+        g.upstream_in_flight = gw_upstream_in_flight(gw);
+        g.upstream_queued = gw_upstream_queued(gw);
         g.audit_healthy = audit_healthy(gw->audit);
-        g.draining = gw->draining;
-        g.config_generation = gw->cfg->generation;
+        g.draining = atomic_load(&gw->draining);
+        g.config_generation = cfg->generation;
+        cfg_unref(cfg);
         audit_metrics(gw->audit, &g);
         met_render(gw->metrics, &g, &b);
     }
@@ -503,9 +507,9 @@ static void reply_health(struct srv *s, struct evhttp_request *req, const char *
 }
 
 /* CORS: headers for an allowed Origin; preflight answered here. 1 = replied. */
-static int handle_cors(struct srv *s, struct evhttp_request *req, const char *rid, enum route_kind kind)
+static int handle_cors(struct srv *s, struct evhttp_request *req, const char *rid, enum route_kind kind,
+                       const struct gw_config *cfg)
 {
-    const struct gw_config *cfg = s->gw->cfg;
     struct evkeyvalq *in = evhttp_request_get_input_headers(req), *out = evhttp_request_get_output_headers(req);
     const char *origin = evhttp_find_header(in, "Origin");
     int allowed = 0;
@@ -538,12 +542,13 @@ static int handle_cors(struct srv *s, struct evhttp_request *req, const char *ri
 
 static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
 {
+    struct gw_config *cfg;
     const char *uri = evhttp_request_get_uri(req);
     const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
     char request_id[160], job_id[ROUTE_JOB_ID_MAX + 1];
     enum route_kind kind;
     struct srv_conn *c = conn_of(s, req);
-    int health_here = admin || s->admin == NULL;
+    int health_here;
 
     if (c != NULL) {
         c->state = CONN_BUSY;
@@ -559,7 +564,7 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
                     "The admin listener serves /healthz, /readyz and /metrics", NULL);
         return;
     }
-    if (s->gw->draining && (kind == ROUTE_JOB || kind == ROUTE_BAD_JOB_ID || kind == ROUTE_AUDIT || !admin)) {
+    if (atomic_load(&s->gw->draining) && !admin) {
         if (kind != ROUTE_HEALTHZ && kind != ROUTE_READYZ && kind != ROUTE_METRICS) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
             evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
@@ -568,16 +573,21 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
             return;
         }
     }
-    if (handle_cors(s, req, request_id, kind))
+    cfg = gw_config_get(s->gw);
+    health_here = admin || cfg->admin_host == NULL;
+    if (handle_cors(s, req, request_id, kind, cfg)) {
+        cfg_unref(cfg);
         return;
+    }
+    cfg_unref(cfg);
     switch (kind) {
     case ROUTE_JOB:
     case ROUTE_BAD_JOB_ID:
-        jobs_handle(s->gw, req, kind, job_id, request_id);
+        jobs_handle(s->w, req, kind, job_id, request_id);
         break;
     case ROUTE_NOT_FOUND:
         if (uri != NULL && strncmp(uri, "/jobs", 5) == 0 && (uri[5] == '/' || uri[5] == '?' || uri[5] == '\0'))
-            jobs_handle(s->gw, req, kind, job_id, request_id);
+            jobs_handle(s->w, req, kind, job_id, request_id);
         else
             srv_problem(s, req, request_id, 404, "not-found", "No such resource", NULL, NULL);
         break;
@@ -594,19 +604,16 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
             srv_problem(s, req, request_id, 404, "not-found", "No such resource", "See the admin listener", NULL);
         break;
     case ROUTE_AUDIT:
-        jobs_audit_read(s->gw, req, request_id);
+        jobs_audit_read(s->w, req, request_id);
         break;
     }
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
-    dispatch(arg, req, 0);
-}
+    struct srv *s = arg;
 
-static void on_admin_request(struct evhttp_request *req, void *arg)
-{
-    dispatch(arg, req, 1);
+    dispatch(s, req, s->w == NULL);
 }
 
 static void setup_http(struct evhttp *h, const struct gw_config *cfg)
@@ -659,22 +666,59 @@ void srv_reconfigure(struct srv *s, const struct gw_config *cfg)
 {
     s->max_conns = cfg->limits.max_connections;
     s->head_timeout_ms = cfg->limits.header_timeout_ms;
-    s->ssl_ctx = cfg->ssl_ctx;
+    /* The listener keeps the context of the snapshot it was given; a reload
+     * gives it the new one (SSL objects hold their own references). */
+    SSL_CTX_free(s->ssl_ctx);
+    s->ssl_ctx = s->w != NULL ? cfg->ssl_ctx : NULL;
+    if (s->ssl_ctx != NULL)
+        SSL_CTX_up_ref(s->ssl_ctx);
     setup_http(s->http, cfg);
-    if (s->admin != NULL)
-        setup_http(s->admin, cfg);
     update_accepting(s);
 }
 
-struct srv *srv_new(struct gw *gw, const struct gw_config *cfg, struct buf *err)
+/* Another worker's listening socket, watched from this loop too. */
+static struct evhttp_bound_socket *share_listener(struct evhttp *h, struct event_base *base, int fd)
+{
+    int mine = dup(fd);
+    struct evconnlistener *l;
+    struct evhttp_bound_socket *b = NULL;
+
+    if (mine < 0)
+        return NULL;
+    evutil_make_socket_nonblocking(mine);
+    evutil_make_socket_closeonexec(mine);
+    l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, mine);
+    if (l == NULL) {
+        close(mine);
+        return NULL;
+    }
+    b = evhttp_bind_listener(h, l);
+    if (b == NULL)
+        evconnlistener_free(l);
+    return b;
+}
+
+int srv_listen_fd(const struct srv *s)
+{
+    struct evconnlistener *l = s->bound ? evhttp_bound_socket_get_listener(s->bound) : NULL;
+
+    return l ? (int)evconnlistener_get_fd(l) : -1;
+}
+
+struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, const struct gw_config *cfg, int share_fd,
+                    struct buf *err)
 {
     struct srv *s = calloc(1, sizeof(*s)), *ret = NULL;
     struct rlimit rl;
+    const char *host = w ? cfg->listen_host : cfg->admin_host;
+    int port = w ? cfg->listen_port : cfg->admin_port;
 
     if (s == NULL)
         return NULL;
     s->gw = gw;
-    s->proxy_protocol = cfg->proxy_protocol;
+    s->w = w;
+    s->base = base;
+    s->proxy_protocol = w ? cfg->proxy_protocol : 0;
     if (RAND_bytes((unsigned char *)&s->rid_prefix, sizeof(s->rid_prefix)) != 1)
         s->rid_prefix = (uint64_t)clock_wall_ms();
     /* One slot per possible descriptor: connections are found by socket. */
@@ -684,30 +728,28 @@ struct srv *srv_new(struct gw *gw, const struct gw_config *cfg, struct buf *err)
     }
     s->nfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4 * 1024 * 1024 ? (size_t)rl.rlim_cur : 65536;
     s->byfd = calloc(s->nfd, sizeof(*s->byfd));
-    s->http = evhttp_new(gw->base);
-    s->adopt_ev = event_new(gw->base, -1, 0, on_adopt, s);
+    s->http = evhttp_new(base);
+    s->adopt_ev = event_new(base, -1, 0, on_adopt, s);
     if (s->byfd == NULL || s->http == NULL || s->adopt_ev == NULL)
         goto out;
-    evhttp_set_bevcb(s->http, make_conn, s);
+    /* The API's connections are the server's own (see make_conn); the admin
+     * listener's are left to evhttp. */
+    if (w != NULL)
+        evhttp_set_bevcb(s->http, make_conn, s);
     evhttp_set_gencb(s->http, on_request, s);
     srv_reconfigure(s, cfg);
-    s->bound = bind_listener(s->http, gw->base, cfg->listen_host, cfg->listen_port,
-                             cfg->limits.max_connections < SOMAXCONN ? SOMAXCONN : (int)cfg->limits.max_connections);
+    /* The first worker binds; the others watch the same socket (whichever
+     * accepts first serves the connection). Not SO_REUSEPORT: a second
+     * gateway started by mistake on the same port must fail, not share. */
+    if (share_fd >= 0)
+        s->bound = share_listener(s->http, base, share_fd);
+    else
+        s->bound =
+            bind_listener(s->http, base, host, port,
+                          cfg->limits.max_connections < SOMAXCONN ? SOMAXCONN : (int)cfg->limits.max_connections);
     if (s->bound == NULL) {
-        buf_printf(err, "%s: listen: cannot bind %s:%d\n", cfg->path, cfg->listen_host, cfg->listen_port);
+        buf_printf(err, "%s: %s: cannot bind %s:%d\n", cfg->path, w ? "listen" : "admin_listen", host, port);
         goto out;
-    }
-    if (cfg->admin_host != NULL) {
-        s->admin = evhttp_new(gw->base);
-        if (s->admin == NULL)
-            goto out;
-        setup_http(s->admin, cfg);
-        evhttp_set_gencb(s->admin, on_admin_request, s);
-        s->admin_bound = bind_listener(s->admin, gw->base, cfg->admin_host, cfg->admin_port, SOMAXCONN);
-        if (s->admin_bound == NULL) {
-            buf_printf(err, "%s: admin_listen: cannot bind %s:%d\n", cfg->path, cfg->admin_host, cfg->admin_port);
-            goto out;
-        }
     }
     ret = s;
     s = NULL;
@@ -735,8 +777,7 @@ void srv_free(struct srv *s)
     /* evhttp_free frees its connections: each calls on_conn_close. */
     if (s->http != NULL)
         evhttp_free(s->http);
-    if (s->admin != NULL)
-        evhttp_free(s->admin);
+    SSL_CTX_free(s->ssl_ctx);
     while (s->conns != NULL)
         conn_gone(s->conns);
     if (s->adopt_ev != NULL)

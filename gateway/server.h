@@ -1,8 +1,8 @@
 /*
- * server: the HTTP listeners (libevent evhttp). The main listener (plain or
- * TLS, optionally behind the PROXY protocol) serves /jobs and /audit; the
- * admin listener, when configured, serves /healthz, /readyz and /metrics
- * (otherwise the main listener does). The server owns the connections: it
+ * server: the HTTP listeners (libevent evhttp). Each worker's API listener
+ * (plain or TLS, optionally behind the PROXY protocol) serves /jobs and
+ * /audit; the admin listener, on the main thread when configured, serves
+ * /healthz, /readyz and /metrics (otherwise the API listeners do). The server owns the connections: it
  * counts them against limits.max_connections, enforces the request-head
  * deadline, and knows each connection's peer, PROXY-protocol client and
  * verified client certificate. It also owns the reply helpers, so every
@@ -20,8 +20,15 @@
 
 struct gw_config;
 
-/* Bind the listeners of cfg; NULL with a message in err on failure. */
-struct srv *srv_new(struct gw *gw, const struct gw_config *cfg, struct buf *err);
+/*
+ * A listener on base: the API listener of worker w (cfg->listen; with
+ * share_fd >= 0, the listening socket another worker bound), or with w NULL
+ * the admin listener (cfg->admin_listen). NULL with a message in err.
+ */
+struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, const struct gw_config *cfg, int share_fd,
+                    struct buf *err);
+/* The listening socket (for the other workers to share), or -1. */
+int srv_listen_fd(const struct srv *s);
 void srv_free(struct srv *s);
 /* Close the listening sockets; open connections are served (503 while draining). */
 void srv_stop_accepting(struct srv *s);

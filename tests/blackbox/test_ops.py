@@ -664,7 +664,9 @@ def test_idle_connections_do_not_lock_out_a_legitimate_caller(gw, sim, keys):
 
 def test_connection_cap_pauses_accepting_until_connections_close(make_gateway, sim, keys):
     admin = gwtest.free_port()
-    gw = make_gateway(sim.url, config=fast(admin_listen="127.0.0.1:%d" % admin, limits={"max_connections": 20}))
+    # The connection cap is per worker thread (like nginx's worker_connections): one worker here.
+    gw = make_gateway(sim.url, config=fast(admin_listen="127.0.0.1:%d" % admin, workers=1,
+                                           limits={"max_connections": 20}))
     # The harness's readiness probe used a connection; let it go first.
     wait_until(lambda: metrics(admin).value("smc_gateway_open_connections") == 0, what="probe closed")
     idle = [socket.create_connection(("127.0.0.1", gw.port), timeout=5) for _ in range(20)]
@@ -693,7 +695,8 @@ def test_connection_cap_pauses_accepting_until_connections_close(make_gateway, s
 
 
 def test_full_upstream_queue_is_503_with_retry_after(make_gateway, sim, keys):
-    gw = make_gateway(sim.url, config=fast(limits={"max_upstream_concurrency": 1, "max_upstream_queue": 1}))
+    # Upstream concurrency and queue are per worker thread: one worker here.
+    gw = make_gateway(sim.url, config=fast(workers=1, limits={"max_upstream_concurrency": 1, "max_upstream_queue": 1}))
     sim.fault(mode="delay", delay_ms=1000, count=-1)
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
         a = ex.submit(gw.delete, "j-ok1", keys.token(), headers={"X-Request-Id": "q-a"})
