@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "codec.h"
 #include "log.h"
+#include "revread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -336,137 +337,124 @@ static void read_state_file(struct audit *a)
         a->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
         memcpy(a->prev, prev, 32);
         a->since_cp = (uint64_t)json_integer_value(json_object_get(j, "since_checkpoint"));
-        log_info("audit log %s is empty: the chain continues from %s at seq %llu", a->path, path,
-                 (unsigned long long)a->seq);
     }
 out:
     json_decref(j);
 }
 
+/* What the walk back from the end of the file finds. */
+struct tail_scan {
+    struct audit *a;
+    int want_checkpoint; /* with a signing key: count back to the last checkpoint */
+    uint64_t lines;      /* lines seen */
+    uint64_t first_seq;  /* seq of the earliest line seen */
+    int found_cp;
+    const char *error; /* static text, or NULL */
+};
+
+static int on_tail_line(void *arg, const char *line, size_t len)
+{
+    struct tail_scan *t = arg;
+    json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *event = json_string_value(json_object_get(j, "event"));
+    const char *inst = json_string_value(json_object_get(j, "instance"));
+    int stop = 0;
+
+    if (!json_is_integer(json_object_get(j, "seq")) || json_integer_value(json_object_get(j, "seq")) < 1) {
+        t->error = "a line is not an " CHAIN_FORMAT " entry";
+        stop = 1;
+        goto out;
+    }
+    t->first_seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+    if (t->lines++ == 0) {
+        /* The last line: where the chain stands (its hash covers the newline). */
+        struct buf b;
+        buf_init(&b, CHAIN_LINE_MAX + 1);
+        if (inst != NULL && strcmp(inst, t->a->instance) != 0) {
+            t->error = "the log belongs to another instance; use one file per instance";
+            stop = 1;
+            buf_free(&b);
+            goto out;
+        }
+        buf_add(&b, line, len);
+        buf_addc(&b, '\n');
+        chain_hash(b.p, b.len, t->a->prev);
+        buf_free(&b);
+        t->a->seq = t->first_seq;
+    }
+    if (event != NULL && strcmp(event, "checkpoint") == 0) {
+        t->a->since_cp = t->lines - 1;
+        t->found_cp = 1;
+        stop = 1;
+    } else if (!t->want_checkpoint) {
+        stop = 1; /* without a key only the last line matters */
+    }
+out:
+    json_decref(j);
+    return stop;
+}
+
 /*
- * Scan the file once at start: the last complete line gives seq and prev,
- * the last checkpoint gives the count since it. A torn tail (no final
- * newline, left by a crash) is moved aside; *torn receives its size.
+ * Where the chain stands at start, read from the end of the file: the last
+ * line gives seq and prev; with a signing key, the walk goes back to the
+ * last checkpoint for the count since it. A torn tail (no final newline,
+ * left by a crash) is moved aside; *torn receives its size.
  */
 static int load_chain(struct audit *a, off_t *torn, struct buf *err)
 {
-    int rc = -1, fd = -1;
+    int rc = -1, fd = -1, r;
     struct stat st;
-    char *buf = NULL;
-    struct buf line;
-    off_t off = 0, line_start = 0, last_nl_end = 0;
-    uint64_t lines = 0, since = 0, first_seq = 0;
-    int seen_cp = 0;
-    json_t *j = NULL;
+    off_t end;
+    char c;
+    struct tail_scan t;
 
     *torn = 0;
     memset(a->prev, 0, 32);
     a->seq = 0;
     a->since_cp = 0;
-    buf_init(&line, CHAIN_LINE_MAX);
     fd = open(a->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0 || (buf = malloc(65536)) == NULL) {
+    if (fd < 0 || fstat(fd, &st) != 0) {
         buf_printf(err, "%s: cannot read: %s\n", a->path, strerror(errno));
         goto out;
     }
-    while (off < st.st_size) {
-        ssize_t n = pread(fd, buf, 65536, off);
-        if (n <= 0) {
-            buf_printf(err, "%s: cannot read: %s\n", a->path, strerror(errno));
-            goto out;
-        }
-        for (ssize_t i = 0; i < n; i++) {
-            if (buf_addc(&line, buf[i]) != 0) {
-                buf_printf(err, "%s: line at byte %lld is longer than %d bytes\n", a->path, (long long)line_start,
-                           CHAIN_LINE_MAX);
-                goto out;
-            }
-            if (buf[i] != '\n')
-                continue;
-            json_decref(j);
-            j = json_loadb(line.p, line.len, JSON_REJECT_DUPLICATES, NULL);
-            if (!json_is_integer(json_object_get(j, "seq"))) {
-                buf_printf(err, "%s: line %llu is not an %s entry\n", a->path, (unsigned long long)lines + 1,
-                           CHAIN_FORMAT);
-                goto out;
-            }
-            lines++;
-            if (first_seq == 0)
-                first_seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
-            if (json_is_string(json_object_get(j, "event")) &&
-                strcmp(json_string_value(json_object_get(j, "event")), "checkpoint") == 0) {
-                since = 0;
-                seen_cp = 1;
-            } else {
-                since++;
-            }
-            last_nl_end = off + i + 1;
-            line_start = last_nl_end;
-            if (off + i + 1 < st.st_size)
-                buf_reset(&line);
-        }
-        off += n;
-    }
-    if (last_nl_end < st.st_size) {
+    end = st.st_size;
+    while (end > 0 && pread(fd, &c, 1, end - 1) == 1 && c != '\n')
+        end--;
+    if (end < st.st_size) {
         /* A crash tore the last line: keep its bytes, cut them from the log. */
-        if (move_torn(a, last_nl_end, st.st_size, err) != 0)
+        if (move_torn(a, end, st.st_size, err) != 0)
             goto out;
-        *torn = st.st_size - last_nl_end;
+        *torn = st.st_size - end;
         log_warn("audit log %s: moved a torn last line (%lld bytes) to %s.torn", a->path, (long long)*torn, a->path);
     }
-    if (lines == 0) {
+    if (end == 0) {
         read_state_file(a);
+        if (a->seq > 0)
+            log_info("audit log %s is empty: the chain continues from %s.state at seq %llu", a->path, a->path,
+                     (unsigned long long)a->seq);
         rc = 0;
         goto out;
     }
-    {
-        const char *inst = json_string_value(json_object_get(j, "instance"));
-        if (inst != NULL && strcmp(inst, a->instance) != 0) {
-            buf_printf(err, "%s: the log belongs to instance \"%s\", not \"%s\"; use another file per instance\n",
-                       a->path, inst, a->instance);
-            goto out;
-        }
+    memset(&t, 0, sizeof(t));
+    t.a = a;
+    t.want_checkpoint = a->key != NULL;
+    r = rev_lines(fd, end, CHAIN_LINE_MAX, on_tail_line, &t);
+    if (r < 0 || t.error != NULL) {
+        buf_printf(err, "%s: %s\n", a->path, t.error ? t.error : "cannot read the last lines");
+        goto out;
     }
-    /* Re-read the last line exactly, to hash its bytes. */
-    {
-        off_t start = last_nl_end - 1;
-        size_t len;
-        char *last;
-        while (start > 0) {
-            char c;
-            if (pread(fd, &c, 1, start - 1) != 1)
-                goto out;
-            if (c == '\n')
-                break;
-            start--;
-        }
-        len = (size_t)(last_nl_end - start);
-        last = malloc(len);
-        if (last == NULL || pread(fd, last, len, start) != (ssize_t)len) {
-            free(last);
-            goto out;
-        }
-        chain_hash(last, len, a->prev);
-        free(last);
-    }
-    a->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
-    /* Without a checkpoint in this file, count from the chain's start or
-     * from the state a rotation left (which ended the previous file). */
-    if (seen_cp) {
-        a->since_cp = since;
-    } else {
+    if (t.want_checkpoint && !t.found_cp) {
+        /* No checkpoint in this file: count from the chain's start, or from
+         * the state a rotation left (which ended the previous file). */
         struct audit tmp;
         memset(&tmp, 0, sizeof(tmp));
         tmp.path = a->path;
         tmp.instance = a->instance;
         read_state_file(&tmp);
-        a->since_cp = since + (tmp.seq + 1 == first_seq ? tmp.since_cp : first_seq - 1);
+        a->since_cp = t.lines + (tmp.seq + 1 == t.first_seq ? tmp.since_cp : t.first_seq - 1);
     }
     rc = 0;
 out:
-    json_decref(j);
-    buf_free(&line);
-    free(buf);
     if (fd >= 0)
         close(fd);
     return rc;

@@ -7,6 +7,7 @@
 
 #include "chain.h"
 #include "clock.h"
+#include "revread.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,7 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define AR_CHUNK (64 * 1024)
 #define AR_PAGE_MAX (8 * 1024 * 1024)
 #define AR_FILES_MAX 4096
 
@@ -175,71 +175,19 @@ out:
     return stop;
 }
 
-/* Read one file backwards, line by line; 1 when the page is complete. */
+static int on_line(void *arg, const char *line, size_t len)
+{
+    return take_line(arg, line, len);
+}
+
+/* One file, newest line first; 1 when the page is complete. */
 static int scan_file(struct scan *s, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC), stop = 0, skip_tail = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), stop = 0;
     struct stat st;
-    off_t pos;
-    char *chunk = NULL;
-    struct buf carry; /* bytes of a line that began before the chunk */
 
-    buf_init(&carry, CHAIN_LINE_MAX);
-    if (fd < 0 || fstat(fd, &st) != 0 || (chunk = malloc(AR_CHUNK)) == NULL)
-        goto out;
-    pos = st.st_size;
-    /* A last line without its newline is still being written: skip it. */
-    if (pos > 0 && pread(fd, chunk, 1, pos - 1) == 1 && chunk[0] != '\n')
-        skip_tail = 1;
-    while (pos > 0 && !stop) {
-        size_t want = pos > AR_CHUNK ? AR_CHUNK : (size_t)pos;
-        ssize_t n, end;
-        pos -= (off_t)want;
-        n = pread(fd, chunk, want, pos);
-        if (n != (ssize_t)want)
-            break;
-        end = n;
-        for (ssize_t i = n - 1; i >= 0 && !stop; i--) {
-            if (chunk[i] != '\n')
-                continue;
-            if (skip_tail) {
-                /* The bytes after the last newline: not a line yet. */
-                skip_tail = 0;
-                buf_reset(&carry);
-            } else if (i + 1 < end || carry.len > 0) {
-                if (carry.len > 0) {
-                    struct buf line;
-                    buf_init(&line, CHAIN_LINE_MAX);
-                    buf_add(&line, chunk + i + 1, (size_t)(end - i - 1));
-                    buf_add(&line, carry.p, carry.len);
-                    stop = line.p != NULL && take_line(s, line.p, line.len);
-                    buf_free(&line);
-                    buf_reset(&carry);
-                } else {
-                    stop = take_line(s, chunk + i + 1, (size_t)(end - i - 1));
-                }
-            }
-            end = i;
-        }
-        if (!stop && end > 0) {
-            /* The chunk's first, partial line: keep it for the next chunk. */
-            struct buf tmp;
-            buf_init(&tmp, CHAIN_LINE_MAX);
-            if (buf_add(&tmp, chunk, (size_t)end) != 0 || buf_add(&tmp, carry.p ? carry.p : "", carry.len) != 0) {
-                buf_free(&tmp);
-                break;
-            }
-            buf_free(&carry);
-            carry = tmp;
-        }
-    }
-    if (!stop && !skip_tail && pos == 0 && carry.len > 0 && st.st_size > 0) {
-        /* The file's first line: complete, since a later newline ended it. */
-        stop = take_line(s, carry.p, carry.len);
-    }
-out:
-    buf_free(&carry);
-    free(chunk);
+    if (fd >= 0 && fstat(fd, &st) == 0)
+        stop = rev_lines(fd, st.st_size, CHAIN_LINE_MAX, on_line, s) == 1;
     if (fd >= 0)
         close(fd);
     return stop;
