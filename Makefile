@@ -97,6 +97,8 @@ asan: deps
 	$(SAN_ENV) $(ASAN_BUILD)/unit-tests
 	$(SAN_ENV) $(ASAN_BUILD)/smc-sim --self-test
 	$(SAN_ENV) GW_BUILD=$(abspath $(ASAN_BUILD)) GW_SANITIZED=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/blackbox $(PYTEST_ARGS)
+	$(MAKE) deps-fuzz
+	$(MAKE) fuzz-regress
 
 FORMATTED := gateway/*.c gateway/*.h tests/tools/*.c tests/unit/*.c tests/unit/*.h
 

@@ -8,6 +8,7 @@
 Each wrk output ends with the BENCH-RESULT line that tests/bench/delete.lua
 prints; wrk's own --latency text above it is kept for people.
 """
+import glob
 import os
 import statistics
 import sys
@@ -137,13 +138,20 @@ def table(outdir):
     lat_ms = int(meta["upstream_latency_ms"])
     variant = LABELS.get(meta["latency_variant"], meta["latency_variant"])
     for conns in (lat_conns, rss_conns):
-        r = Run(os.path.join(wrkdir, "latency-%d.txt" % conns))
+        # The 256-connection round runs several times: median, and the spread.
+        paths = sorted(glob.glob(os.path.join(wrkdir, "latency-%d-r*.txt" % conns))) or \
+            [os.path.join(wrkdir, "latency-%d.txt" % conns)]
+        rs = sorted((Run(p) for p in paths), key=lambda x: x.rps)
+        r = rs[(len(rs) - 1) // 2]  # the lower middle for an even count
         ideal = conns * 1000.0 / lat_ms if lat_ms else 0
         pct = "%.1f%% of %s" % (100.0 * r.rps / ideal, grouped(ideal)) if ideal else "no ideal"
-        total_errors += r.errors
-        out.append("latency-bound: upstream %d ms (smc-sim), %d conns: %s req/s (%s), p50 %.0f ms, "
+        spread = ""
+        if len(rs) > 1:
+            spread = ", median of %d rounds (%s–%s)" % (len(rs), grouped(rs[0].rps), grouped(rs[-1].rps))
+        total_errors += sum(x.errors for x in rs)
+        out.append("latency-bound: upstream %d ms (smc-sim), %d conns: %s req/s (%s%s), p50 %.0f ms, "
                    "p99 %.0f ms, %d errors; gateway CPU %.0f%%, others %.0f%%" % (
-                       lat_ms, conns, grouped(r.rps), pct, r.p50_ms, r.p99_ms, r.errors,
+                       lat_ms, conns, grouped(r.rps), pct, spread, r.p50_ms, r.p99_ms, sum(x.errors for x in rs),
                        r.cpu.get("server", 0), r.cpu.get("other", 0)))
     out.append("peak RSS at %s in-flight: %.1f MiB (VmHWM; %.1f MiB after the %d-conn round, VmRSS at the end "
                "%.1f MiB; the simulator held up to %s requests at once; gateway open-files limit %s)" % (
