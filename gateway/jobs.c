@@ -536,8 +536,8 @@ static void on_decision_durable(void *arg, int ok)
 {
     struct job *j = arg;
     const struct cfg_upstream *u = &j->cfg->upstream;
-    struct up_params p = {u->endpoint, u->post,   u->connect_timeout_ms, u->timeout_ms, u->deadline_ms, u->max_retries,
-                          u->proxy,    u->ca_file};
+    struct up_params p = {u->endpoint, u->post,    u->connect_timeout_ms, u->timeout_ms, u->deadline_ms, u->max_retries,
+                          u->proxy,    u->ca_file, j->request_id};
 
     if (!ok) {
         log_msg(LOG_LVL_ERROR, j->request_id, "decision entry for %s not durable: request refused with 503", j->job_id);

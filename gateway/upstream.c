@@ -227,10 +227,11 @@ static void attempt_done(struct up_call *c, CURLcode res)
     if (c->o.map.throttled)
         c->o.retry_after_s = c->retry_after_s > 0 ? c->retry_after_s : 1;
     if (t != MAP_ANSWERED)
-        log_warn("upstream attempt %d failed: %s (%s)", c->o.attempts, errclass, curl_easy_strerror(res));
+        log_msg(LOG_LVL_WARN, c->p.request_id, "upstream attempt %d failed: %s (%s)", c->o.attempts, errclass,
+                curl_easy_strerror(res));
     else if (c->o.map.status != 200)
-        log_info("upstream attempt %d answered %ld %s: %s", c->o.attempts, status, c->o.map.upstream_code,
-                 c->o.map.upstream_message);
+        log_msg(LOG_LVL_INFO, c->p.request_id, "upstream attempt %d answered %ld %s: %s", c->o.attempts, status,
+                c->o.map.upstream_code, c->o.map.upstream_message);
 
     easy_put(c->up, c->easy);
     c->easy = NULL;

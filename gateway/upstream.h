@@ -23,8 +23,9 @@ struct up_params {
     long timeout_ms;
     long deadline_ms; /* whole call, retries and backoff included */
     long max_retries;
-    const char *proxy;   /* or NULL: no proxy (environment ignored) */
-    const char *ca_file; /* or NULL: system store */
+    const char *proxy;      /* or NULL: no proxy (environment ignored) */
+    const char *ca_file;    /* or NULL: system store */
+    const char *request_id; /* for the service log (borrowed), or NULL */
 };
 
 struct up_outcome {
