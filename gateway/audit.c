@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,7 +57,6 @@ struct audit_port {
 };
 
 struct audit {
-    struct event_base *base;
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -94,11 +92,6 @@ struct audit {
 int audit_healthy(const struct audit *a)
 {
     return a != NULL && atomic_load(&a->healthy);
-}
-
-const char *audit_problem(const struct audit *a)
-{
-    return a == NULL ? "audit log not open" : atomic_load(&a->problem);
 }
 
 void audit_metrics(struct audit *a, struct met_gauges *g)
@@ -185,11 +178,8 @@ static int chain_line(struct audit *a, const char *body)
     a->since_cp++;
     rc = 0;
 out:
-    if (rc != 0) {
-        a->out.len = start;
-        if (a->out.p != NULL)
-            a->out.p[start] = '\0';
-    }
+    if (rc != 0)
+        buf_truncate(&a->out, start);
     return rc;
 }
 
@@ -312,34 +302,29 @@ out:
     return rc;
 }
 
-/* Read PATH.state (after a rotation) to continue the chain in an empty file. */
-static void read_state_file(struct audit *a)
+/* Read PATH.state (left by a rotation, where the chain stood) into *st:
+ * 0 when it is there and of this instance, -1 otherwise. */
+static int read_state_file(const struct audit *a, struct chain_state *st)
 {
     char path[4096];
     json_t *j, *v;
     const char *hex;
-    unsigned char prev[32];
+    int rc = -1;
 
     snprintf(path, sizeof(path), "%s.state", a->path);
     j = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
     if (j == NULL)
-        return;
+        return rc;
     v = json_object_get(j, "instance");
     hex = json_string_value(json_object_get(j, "prev"));
     if (json_is_string(v) && strcmp(json_string_value(v), a->instance) == 0 && hex != NULL && strlen(hex) == 64 &&
-        json_is_integer(json_object_get(j, "seq"))) {
-        for (int i = 0; i < 32; i++) {
-            unsigned int byte;
-            if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
-                goto out;
-            prev[i] = (unsigned char)byte;
-        }
-        a->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
-        memcpy(a->prev, prev, 32);
-        a->since_cp = (uint64_t)json_integer_value(json_object_get(j, "since_checkpoint"));
+        json_is_integer(json_object_get(j, "seq")) && codec_unhex(st->prev, hex, 32) == 0) {
+        st->seq = (uint64_t)json_integer_value(json_object_get(j, "seq"));
+        st->since_cp = (uint64_t)json_integer_value(json_object_get(j, "since_checkpoint"));
+        rc = 0;
     }
-out:
     json_decref(j);
+    return rc;
 }
 
 /* What the walk back from the end of the file finds. */
@@ -405,8 +390,8 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
     int rc = -1, fd = -1, r;
     struct stat st;
     off_t end;
-    char c;
     struct tail_scan t;
+    struct chain_state cs;
 
     *torn = 0;
     memset(a->prev, 0, 32);
@@ -417,9 +402,11 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
         buf_printf(err, "%s: cannot read: %s\n", a->path, strerror(errno));
         goto out;
     }
-    end = st.st_size;
-    while (end > 0 && pread(fd, &c, 1, end - 1) == 1 && c != '\n')
-        end--;
+    end = rev_line_end(fd, st.st_size);
+    if (end < 0) {
+        buf_printf(err, "%s: cannot read: %s\n", a->path, strerror(errno));
+        goto out;
+    }
     if (end < st.st_size) {
         /* A crash tore the last line: keep its bytes, cut them from the log. */
         if (move_torn(a, end, st.st_size, err) != 0)
@@ -428,7 +415,8 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
         log_warn("audit log %s: moved a torn last line (%lld bytes) to %s.torn", a->path, (long long)*torn, a->path);
     }
     if (end == 0) {
-        read_state_file(a);
+        if (read_state_file(a, &cs) == 0)
+            restore_state(a, &cs);
         if (a->seq > 0)
             log_info("audit log %s is empty: the chain continues from %s.state at seq %llu", a->path, a->path,
                      (unsigned long long)a->seq);
@@ -446,12 +434,8 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
     if (t.want_checkpoint && !t.found_cp) {
         /* No checkpoint in this file: count from the chain's start, or from
          * the state a rotation left (which ended the previous file). */
-        struct audit tmp;
-        memset(&tmp, 0, sizeof(tmp));
-        tmp.path = a->path;
-        tmp.instance = a->instance;
-        read_state_file(&tmp);
-        a->since_cp = t.lines + (tmp.seq + 1 == t.first_seq ? tmp.since_cp : t.first_seq - 1);
+        int cont = read_state_file(a, &cs) == 0 && cs.seq + 1 == t.first_seq;
+        a->since_cp = t.lines + (cont ? cs.since_cp : t.first_seq - 1);
     }
     rc = 0;
 out:
@@ -528,27 +512,24 @@ static void try_recover(struct audit *a)
     log_info("audit log %s recovered at seq %llu: %s", a->path, (unsigned long long)a->seq, reason);
 }
 
-/* Seal the current file, move it to audit-<UTC time>-<first seq>.jsonl, start anew. */
-static int rotate(struct audit *a, int rename_it)
+/* Seal the current file: a checkpoint, synced, and PATH.state for the next. */
+static int seal(struct audit *a)
 {
-    char stamp[32], dst[4200], dirbuf[4096], basebuf[4096], *dir, *base, *dot;
-    time_t now = time(NULL);
-    struct tm tm;
-
     if (checkpoint_line(a) != 0 || commit(a, 1) != 0)
         return -1;
     write_state_file(a);
+    return 0;
+}
+
+/* Seal the current file, move it to its rotated name (chain.h), start anew. */
+static int rotate(struct audit *a, int rename_it)
+{
+    char dst[8300];
+
+    if (seal(a) != 0)
+        return -1;
     if (rename_it) {
-        snprintf(dirbuf, sizeof(dirbuf), "%s", a->path);
-        snprintf(basebuf, sizeof(basebuf), "%s", a->path);
-        dir = dirname(dirbuf);
-        base = basename(basebuf);
-        dot = strrchr(base, '.');
-        if (dot != NULL && dot != base)
-            *dot = '\0';
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
-        snprintf(dst, sizeof(dst), "%s/%s-%s-%llu.jsonl", dir, base, stamp, (unsigned long long)a->file_first_seq);
+        chain_rotated_name(dst, sizeof(dst), a->path, a->file_first_seq, time(NULL));
         if (rename(a->path, dst) != 0) {
             log_error("audit log %s: cannot rotate to %s: %s", a->path, dst, strerror(errno));
             return 0; /* keep writing the same file */
@@ -576,7 +557,7 @@ static void apply_config(struct audit *a, struct audit_opts *o)
     a->rotate_bytes = o->rotate_bytes;
     if (strcmp(a->path, o->path) != 0) {
         /* A new file name: seal here, continue the chain there. */
-        if (rotate(a, 0) == 0) {
+        if (seal(a) == 0) {
             free(a->path);
             a->path = strdup(o->path);
             close(a->fd);
@@ -676,17 +657,13 @@ static void *writer_main(void *arg)
                 run = stop;
                 continue;
             }
-            if (atomic_load(&a->healthy)) {
-                if (run->kind == I_CHECKPOINT) {
-                    if (a->key != NULL && a->since_cp > 0 && checkpoint_line(a) == 0)
-                        commit(a, 1);
-                } else if (run->kind == I_REOPEN) {
-                    rotate(a, 0);
-                } else if (run->kind == I_CONFIG) {
-                    apply_config(a, &run->opts);
-                }
-            } else if (run->kind == I_CONFIG) {
+            if (run->kind == I_CONFIG) {
                 apply_config(a, &run->opts);
+            } else if (atomic_load(&a->healthy)) {
+                if (run->kind == I_CHECKPOINT && a->key != NULL && a->since_cp > 0 && checkpoint_line(a) == 0)
+                    commit(a, 1);
+                else if (run->kind == I_REOPEN)
+                    rotate(a, 0);
             }
             run = run->next;
         }
@@ -855,7 +832,7 @@ static void on_checkpoint_timer(evutil_socket_t fd, short what, void *arg)
 
 static void arm_checkpoint_timer(struct audit *a, const struct audit_opts *o)
 {
-    struct timeval tv = {o->checkpoint_seconds > 0 ? o->checkpoint_seconds : 60, 0};
+    struct timeval tv = {o->checkpoint_seconds, 0};
 
     evtimer_del(a->cp_timer);
     if (o->key != NULL)
@@ -881,7 +858,6 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
     a = calloc(1, sizeof(*a));
     if (a == NULL)
         return NULL;
-    a->base = base;
     a->fd = -1;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
@@ -891,7 +867,7 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
     atomic_store(&a->problem, NULL);
     a->path = strdup(o->path);
     a->instance = strdup(o->instance);
-    a->every = o->checkpoint_every > 0 ? o->checkpoint_every : 100;
+    a->every = o->checkpoint_every;
     a->rotate_bytes = o->rotate_bytes;
     if (o->key != NULL && EVP_PKEY_up_ref(o->key) == 1)
         a->key = o->key;

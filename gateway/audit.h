@@ -28,12 +28,12 @@ struct audit;
 struct audit_port;
 
 struct audit_opts {
-    const char *path;      /* the audit file (copied) */
-    const char *instance;  /* names the chain (copied) */
-    EVP_PKEY *key;         /* checkpoint signing key, or NULL (a reference is taken) */
-    long checkpoint_every; /* entries */
-    long checkpoint_seconds;
-    long long rotate_bytes; /* 0: only by signal */
+    const char *path;        /* the audit file (copied) */
+    const char *instance;    /* names the chain (copied) */
+    EVP_PKEY *key;           /* checkpoint signing key, or NULL (a reference is taken) */
+    long checkpoint_every;   /* entries (>= 1; config validates it) */
+    long checkpoint_seconds; /* >= 1 */
+    long long rotate_bytes;  /* 0: only by signal */
 };
 
 /* Called on the loop thread: ok = 1 when the entry is written (and synced
@@ -74,8 +74,6 @@ void audit_reconfigure(struct audit *a, const struct audit_opts *o);
 
 /* 1 while entries can be recorded; 0 after a write or sync failed. */
 int audit_healthy(const struct audit *a);
-/* Why the log is not healthy (static text), or NULL. */
-const char *audit_problem(const struct audit *a);
 /* Write/sync histograms and the last seq, for /metrics. */
 void audit_metrics(struct audit *a, struct met_gauges *g);
 

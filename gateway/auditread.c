@@ -7,13 +7,13 @@
 
 #include "chain.h"
 #include "clock.h"
+#include "codec.h"
 #include "revread.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,17 +25,6 @@
 #define AR_PAGE_MAX (8 * 1024 * 1024)
 #define AR_FILES_MAX 4096
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode src[0..len) into dst (size dstlen); -1 on bad escapes or NUL. */
 static int pct_decode(char *dst, size_t dstlen, const char *src, size_t len)
 {
@@ -44,14 +33,10 @@ static int pct_decode(char *dst, size_t dstlen, const char *src, size_t len)
     for (size_t i = 0; i < len; i++) {
         char c = src[i];
         if (c == '%') {
-            int hi, lo;
-            if (i + 2 >= len)
+            unsigned char byte;
+            if (i + 2 >= len || codec_unhex(&byte, src + i + 1, 1) != 0)
                 return -1;
-            hi = hexval(src[i + 1]);
-            lo = hexval(src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = (char)(hi * 16 + lo);
+            c = (char)byte;
             i += 2;
         } else if (c == '+') {
             c = ' ';
@@ -126,17 +111,9 @@ static const char *or_null(const char *s)
     return s[0] != '\0' ? s : NULL;
 }
 
-static int matches(const struct ar_query *q, const json_t *e)
-{
-    struct chain_filter f = {or_null(q->instance), or_null(q->team),   or_null(q->sub),   or_null(q->job),
-                             or_null(q->decision), or_null(q->result), or_null(q->event), q->since_ms != 0,
-                             q->until_ms != 0,     q->since_ms,        q->until_ms};
-
-    return chain_filter_match(&f, e);
-}
-
 struct scan {
     const struct ar_query *q;
+    struct chain_filter f; /* q's filters */
     struct buf *out;
     size_t count;
     uint64_t next;
@@ -144,8 +121,9 @@ struct scan {
 };
 
 /* One line (without its newline): 1 to stop, 0 to go on. */
-static int take_line(struct scan *s, const char *line, size_t len)
+static int take_line(void *arg, const char *line, size_t len)
 {
+    struct scan *s = arg;
     json_t *e = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
     json_t *seqv = json_object_get(e, "seq");
     uint64_t seq;
@@ -155,7 +133,7 @@ static int take_line(struct scan *s, const char *line, size_t len)
     if (!json_is_integer(seqv))
         goto out;
     seq = (uint64_t)json_integer_value(seqv);
-    if ((s->q->cursor != 0 && seq >= s->q->cursor) || !matches(s->q, e))
+    if ((s->q->cursor != 0 && seq >= s->q->cursor) || !chain_filter_match(&s->f, e))
         goto out;
     txt = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
     if (txt == NULL || (s->count > 0 && buf_addc(s->out, ',') != 0) || buf_adds(s->out, txt) != 0) {
@@ -175,11 +153,6 @@ out:
     return stop;
 }
 
-static int on_line(void *arg, const char *line, size_t len)
-{
-    return take_line(arg, line, len);
-}
-
 /* One file, newest line first; 1 when the page is complete. */
 static int scan_file(struct scan *s, const char *path)
 {
@@ -187,56 +160,49 @@ static int scan_file(struct scan *s, const char *path)
     struct stat st;
 
     if (fd >= 0 && fstat(fd, &st) == 0)
-        stop = rev_lines(fd, st.st_size, CHAIN_LINE_MAX, on_line, s) == 1;
+        stop = rev_lines(fd, st.st_size, CHAIN_LINE_MAX, take_line, s) == 1;
     if (fd >= 0)
         close(fd);
     return stop;
 }
 
+struct rotated {
+    uint64_t first; /* seq of its first entry */
+    char *name;     /* owned */
+};
+
 static int cmp_desc(const void *a, const void *b)
 {
-    unsigned long long x = ((const unsigned long long *)a)[0], y = ((const unsigned long long *)b)[0];
+    uint64_t x = ((const struct rotated *)a)->first, y = ((const struct rotated *)b)->first;
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
 int ar_scan(const struct ar_query *q, struct buf *out, size_t *count, uint64_t *next)
 {
-    struct scan s = {q, out, 0, 0, 0};
-    char dirbuf[4096], basebuf[4096], stem[4096], *dir, *base, *dot;
+    struct scan s = {q,
+                     {or_null(q->instance), or_null(q->team), or_null(q->sub), or_null(q->job), or_null(q->decision),
+                      or_null(q->result), or_null(q->event), q->since_ms != 0, q->until_ms != 0, q->since_ms,
+                      q->until_ms},
+                     out,
+                     0,
+                     0,
+                     0};
+    char dir[4096], stem[4096];
     DIR *d;
     struct dirent *de;
-    unsigned long long(*rot)[2] = NULL; /* {first seq, index} */
-    char **names = NULL;
+    struct rotated *rot = NULL;
     size_t nrot = 0;
     int rc = 0;
 
     /* The current file has the newest entries; rotated ones follow. */
     if (!scan_file(&s, q->path)) {
-        snprintf(dirbuf, sizeof(dirbuf), "%s", q->path);
-        snprintf(basebuf, sizeof(basebuf), "%s", q->path);
-        dir = dirname(dirbuf);
-        base = basename(basebuf);
-        snprintf(stem, sizeof(stem), "%s", base);
-        dot = strrchr(stem, '.');
-        if (dot != NULL && dot != stem)
-            *dot = '\0';
+        chain_path_stem(q->path, dir, sizeof(dir), stem, sizeof(stem));
         d = opendir(dir);
         rot = calloc(AR_FILES_MAX, sizeof(*rot));
-        names = calloc(AR_FILES_MAX, sizeof(*names));
-        while (d != NULL && rot != NULL && names != NULL && (de = readdir(d)) != NULL && nrot < AR_FILES_MAX) {
-            size_t sl = strlen(stem), nl = strlen(de->d_name);
-            const char *p = de->d_name + sl;
-            unsigned long long first;
-            char ts[32];
-            int used = 0;
-            /* <stem>-<yyyymmddThhmmss>-<first seq>.jsonl */
-            if (nl < sl + 8 || strncmp(de->d_name, stem, sl) != 0 || strcmp(de->d_name + nl - 6, ".jsonl") != 0 ||
-                sscanf(p, "-%15[0-9T]-%llu.jsonl%n", ts, &first, &used) != 2 || (size_t)used != nl - sl)
-                continue;
-            names[nrot] = strdup(de->d_name);
-            rot[nrot][0] = first;
-            rot[nrot][1] = nrot;
-            nrot++;
+        while (d != NULL && rot != NULL && (de = readdir(d)) != NULL && nrot < AR_FILES_MAX) {
+            uint64_t first;
+            if (chain_rotated_match(stem, de->d_name, &first) && (rot[nrot].name = strdup(de->d_name)) != NULL)
+                rot[nrot++].first = first;
         }
         if (d != NULL)
             closedir(d);
@@ -244,16 +210,13 @@ int ar_scan(const struct ar_query *q, struct buf *out, size_t *count, uint64_t *
             qsort(rot, nrot, sizeof(*rot), cmp_desc);
         for (size_t i = 0; i < nrot; i++) {
             char path[8300];
-            if (names[rot[i][1]] == NULL)
-                continue;
-            snprintf(path, sizeof(path), "%s/%s", dir, names[rot[i][1]]);
+            snprintf(path, sizeof(path), "%s/%s", dir, rot[i].name);
             if (scan_file(&s, path))
                 break;
         }
     }
-    for (size_t i = 0; names != NULL && i < nrot; i++)
-        free(names[i]);
-    free(names);
+    for (size_t i = 0; i < nrot; i++)
+        free(rot[i].name);
     free(rot);
     *count = s.count;
     *next = s.next;

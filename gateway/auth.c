@@ -212,6 +212,14 @@ out:
     return rc;
 }
 
+/* Point sub, iss and jti into id->claims (so they live as long as it does). */
+static void identity_point(struct auth_identity *id)
+{
+    id->sub = json_string_value(json_object_get(id->claims, "sub"));
+    id->iss = json_string_value(json_object_get(id->claims, "iss"));
+    id->jti = json_string_value(json_object_get(id->claims, "jti"));
+}
+
 void auth_identity_clear(struct auth_identity *id)
 {
     json_decref(id->claims);
@@ -492,11 +500,7 @@ enum auth_err auth_verify(const struct auth_params *p, const struct auth_keyset 
 
     id->claims = claims;
     claims = NULL;
-    id->sub = json_string_value(json_object_get(id->claims, "sub"));
-    v = json_object_get(id->claims, "iss");
-    id->iss = v ? json_string_value(v) : NULL;
-    v = json_object_get(id->claims, "jti");
-    id->jti = v ? json_string_value(v) : NULL;
+    identity_point(id);
     id->alg = alg;
     snprintf(id->kid, sizeof(id->kid), "%s", kid ? kid : key->kid);
     id->exp = exp;
@@ -590,10 +594,7 @@ struct cache_entry {
     unsigned char digest[32];
     uint64_t keyset_id;
     uint64_t cfg_gen;
-    json_t *claims; /* NULL: empty slot */
-    int alg;
-    char kid[AUTH_KID_MAX + 1];
-    double exp, iat;
+    struct auth_identity id; /* id.claims NULL: empty slot; sub/iss/jti point into id.claims */
 };
 
 struct auth_cache {
@@ -619,7 +620,7 @@ void auth_cache_free(struct auth_cache *c)
     if (c == NULL)
         return;
     for (size_t i = 0; i < c->n; i++)
-        json_decref(c->slots[i].claims);
+        auth_identity_clear(&c->slots[i].id);
     free(c->slots);
     free(c);
 }
@@ -638,28 +639,20 @@ int auth_cache_get(struct auth_cache *c, const struct auth_params *p, const char
 {
     unsigned char d[32];
     struct cache_entry *e;
-    json_t *v;
 
     memset(id, 0, sizeof(*id));
     if (c == NULL || len == 0 || len > AUTH_TOKEN_MAX)
         return 0;
     e = cache_slot(c, token, len, d);
-    if (e->claims == NULL || CRYPTO_memcmp(e->digest, d, 32) != 0 || e->keyset_id != keyset_id || e->cfg_gen != cfg_gen)
+    if (e->id.claims == NULL || CRYPTO_memcmp(e->digest, d, 32) != 0 || e->keyset_id != keyset_id ||
+        e->cfg_gen != cfg_gen)
         return 0;
     /* Time moves on: the checks that depend on now are made again. */
-    if (now_s >= e->exp + (double)p->leeway_s ||
-        (p->max_age_s > 0 && now_s - e->iat > (double)(p->max_age_s + p->leeway_s)))
+    if (now_s >= e->id.exp + (double)p->leeway_s ||
+        (p->max_age_s > 0 && now_s - e->id.iat > (double)(p->max_age_s + p->leeway_s)))
         return 0;
-    id->claims = json_incref(e->claims);
-    id->sub = json_string_value(json_object_get(id->claims, "sub"));
-    v = json_object_get(id->claims, "iss");
-    id->iss = v ? json_string_value(v) : NULL;
-    v = json_object_get(id->claims, "jti");
-    id->jti = v ? json_string_value(v) : NULL;
-    id->alg = e->alg;
-    memcpy(id->kid, e->kid, sizeof(id->kid));
-    id->exp = e->exp;
-    id->iat = e->iat;
+    *id = e->id;
+    json_incref(id->claims);
     return 1;
 }
 
@@ -672,13 +665,11 @@ void auth_cache_put(struct auth_cache *c, const char *token, size_t len, uint64_
     if (c == NULL || id->claims == NULL || len == 0 || len > AUTH_TOKEN_MAX)
         return;
     e = cache_slot(c, token, len, d);
-    json_decref(e->claims);
+    auth_identity_clear(&e->id);
     memcpy(e->digest, d, 32);
     e->keyset_id = keyset_id;
     e->cfg_gen = cfg_gen;
-    e->claims = json_incref(id->claims);
-    e->alg = id->alg;
-    memcpy(e->kid, id->kid, sizeof(e->kid));
-    e->exp = id->exp;
-    e->iat = id->iat;
+    e->id = *id;
+    json_incref(e->id.claims);
+    identity_point(&e->id);
 }

@@ -40,9 +40,15 @@ void buf_wipe(struct buf *b)
 
 void buf_reset(struct buf *b)
 {
-    b->len = 0;
-    if (b->p != NULL)
-        b->p[0] = '\0';
+    buf_truncate(b, 0);
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+    if (len < b->len) {
+        b->len = len;
+        b->p[len] = '\0';
+    }
 }
 
 /* Make room for `more` bytes plus the NUL; -1 when the cap forbids it. */
@@ -311,9 +317,7 @@ int buf_term_str(struct buf *out, const char *s, size_t len)
     }
     rc = 0;
 out:
-    if (rc != 0 && out->p != NULL) {
-        out->len = start;
-        out->p[start] = '\0';
-    }
+    if (rc != 0)
+        buf_truncate(out, start);
     return rc;
 }

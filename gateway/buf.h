@@ -22,6 +22,8 @@ void buf_init(struct buf *b, size_t max);
 void buf_free(struct buf *b);
 void buf_wipe(struct buf *b);
 void buf_reset(struct buf *b);
+/* Cut b back to its first len bytes (len <= b->len): undo appends after a mark. */
+void buf_truncate(struct buf *b, size_t len);
 int buf_add(struct buf *b, const void *data, size_t len);
 /* Make room for more bytes (plus the NUL) without adding them; 0 or -1. */
 int buf_grow(struct buf *b, size_t more);

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -223,10 +224,8 @@ int chain_checkpoint_line(struct buf *out, EVP_PKEY *priv, const char *instance,
         goto out;
     rc = 0;
 out:
-    if (rc != 0 && out->p != NULL) {
-        out->len = start;
-        out->p[start] = '\0';
-    }
+    if (rc != 0)
+        buf_truncate(out, start);
     return rc;
 }
 
@@ -760,6 +759,44 @@ static int filter_str(const json_t *e, const char *key, const char *want)
     const json_t *j = json_object_get(e, key);
 
     return want == NULL || (json_is_string(j) && strcmp(json_string_value(j), want) == 0);
+}
+
+void chain_path_stem(const char *path, char *dir, size_t dirlen, char *stem, size_t stemlen)
+{
+    char dirbuf[4096], basebuf[4096], *dot;
+
+    snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+    snprintf(basebuf, sizeof(basebuf), "%s", path);
+    snprintf(dir, dirlen, "%s", dirname(dirbuf));
+    snprintf(stem, stemlen, "%s", basename(basebuf));
+    dot = strrchr(stem, '.');
+    if (dot != NULL && dot != stem)
+        *dot = '\0';
+}
+
+void chain_rotated_name(char *out, size_t outlen, const char *path, uint64_t first_seq, time_t now)
+{
+    char dir[4096], stem[4096], stamp[32];
+    struct tm tm;
+
+    chain_path_stem(path, dir, sizeof(dir), stem, sizeof(stem));
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+    snprintf(out, outlen, "%s/%s-%s-%" PRIu64 ".jsonl", dir, stem, stamp, first_seq);
+}
+
+int chain_rotated_match(const char *stem, const char *name, uint64_t *first)
+{
+    size_t sl = strlen(stem), nl = strlen(name);
+    unsigned long long n;
+    char ts[32];
+    int used = 0;
+
+    if (nl < sl + 8 || strncmp(name, stem, sl) != 0 || strcmp(name + nl - 6, ".jsonl") != 0 ||
+        sscanf(name + sl, "-%15[0-9T]-%llu.jsonl%n", ts, &n, &used) != 2 || (size_t)used != nl - sl)
+        return 0;
+    *first = n;
+    return 1;
 }
 
 int chain_filter_match(const struct chain_filter *f, const json_t *e)

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define CHAIN_FORMAT "smc-gateway-audit-v1"
 #define CHAIN_LINE_MAX (1024 * 1024) /* longest line accepted, newline included */
@@ -68,6 +69,17 @@ EVP_PKEY *chain_load_public_key(const char *path, struct buf *err);
  */
 int chain_checkpoint_line(struct buf *out, EVP_PKEY *priv, const char *instance, uint64_t seq,
                           const unsigned char prev[32], int64_t wall_ms, uint64_t count);
+
+/*
+ * Rotated files: the file PATH = DIR/STEM.EXT, rotated at UTC time T when
+ * its first entry was seq N, is renamed DIR/STEM-<yyyymmddThhmmss>-N.jsonl.
+ * chain_path_stem splits path into DIR and STEM; chain_rotated_name builds
+ * the new name; chain_rotated_match is 1 (and *first = N) when the base
+ * name is a rotated file of STEM, else 0.
+ */
+void chain_path_stem(const char *path, char *dir, size_t dirlen, char *stem, size_t stemlen);
+void chain_rotated_name(char *out, size_t outlen, const char *path, uint64_t first_seq, time_t now);
+int chain_rotated_match(const char *stem, const char *name, uint64_t *first);
 
 /*
  * Which entries a reader wants (smc-gateway-audit query, GET /audit). NULL

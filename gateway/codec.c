@@ -67,6 +67,31 @@ void codec_hex(char *out, const unsigned char *in, size_t len)
     out[2 * len] = '\0';
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int codec_unhex(unsigned char *out, const char *in, size_t len)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < len && rc == 0; i++) {
+        int hi = hexval(in[2 * i]), lo = hi < 0 ? -1 : hexval(in[2 * i + 1]);
+        if (lo < 0)
+            rc = -1;
+        else
+            out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return rc;
+}
+
 size_t codec_b64(char *out, const unsigned char *in, size_t len)
 {
     return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)len);

@@ -14,6 +14,9 @@ int codec_hmac_sha1(const void *key, size_t keylen, const void *data, size_t len
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void codec_hex(char *out, const unsigned char *in, size_t len);
+/* Decode 2*len hex digits (either case) into len bytes of out; 0, or -1 on
+ * anything that is not a hex digit. */
+int codec_unhex(unsigned char *out, const char *in, size_t len);
 /* Standard base64 with padding into out (4*ceil(len/3)+1 bytes); returns length. */
 size_t codec_b64(char *out, const unsigned char *in, size_t len);
 /*

@@ -11,6 +11,7 @@
 #include "jwks.h"
 #include "jwksrc.h"
 #include "log.h"
+#include "route.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -68,7 +69,16 @@ void cfg_unref(struct gw_config *c)
     free(c);
 }
 
-int cfg_parse_listen(const char *s, char **host, int *port)
+void cfg_jwksrc_opts(const struct gw_config *c, struct jwksrc_opts *o)
+{
+    o->url = c->auth.jwks_url;
+    o->ca_file = c->auth.jwks_ca_file;
+    o->algs = c->auth.algs;
+    o->refresh_s = c->auth.jwks_refresh_s;
+}
+
+/* Parse "host:port" or "[v6]:port"; host receives a malloc'ed copy. */
+static int cfg_parse_listen(const char *s, char **host, int *port)
 {
     int rc = -1;
     const char *colon, *h = s;
@@ -371,19 +381,6 @@ static void load_limits(struct jc *jc, const json_t *root, struct gw_config *c)
     jc_int(jc, l, "limits", "max_upstream_queue", 0, 1000000, &c->limits.max_upstream_queue);
 }
 
-static int valid_instance(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n < 1 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-              s[i] == '.' || s[i] == '_' || s[i] == '-'))
-            return 0;
-    return 1;
-}
-
 /* Load the files the config names, then check references between them. */
 /* The JWT keys from whichever source the config names. */
 static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf *err)
@@ -409,7 +406,8 @@ static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf 
         return; /* reload: the running key source keeps refreshing */
     buf_init(&report, 64 * 1024);
     if (c->auth.jwks_url != NULL) {
-        struct jwksrc_opts o = {c->auth.jwks_url, c->auth.jwks_ca_file, c->auth.algs, c->auth.jwks_refresh_s};
+        struct jwksrc_opts o;
+        cfg_jwksrc_opts(c, &o);
         n = jwksrc_fetch_blocking(&o, &c->keys, &report);
     } else {
         buf_init(&doc, JWKS_DOC_MAX);
@@ -535,7 +533,7 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
         host[sizeof(host) - 1] = '\0';
         c->instance = strdup(host);
     }
-    if (c->instance != NULL && !valid_instance(c->instance))
+    if (c->instance != NULL && !route_valid_chars(c->instance, 64, "._-"))
         jc_error(&jc, "instance", "must be 1-64 characters of A-Za-z0-9._-");
     if (jc_string(&jc, root, "", "log_level", 0, &level) == 0 && level != NULL &&
         (c->log_level = log_level_parse(level)) < 0)

@@ -117,8 +117,8 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err);
 struct gw_config *cfg_ref(struct gw_config *c);
 /* Drop a reference; the last one frees everything (secrets wiped). NULL-safe. */
 void cfg_unref(struct gw_config *c);
-
-/* Parse "host:port" or "[v6]:port"; host receives a malloc'ed copy. */
-int cfg_parse_listen(const char *s, char **host, int *port);
+/* The options of c's JWKS source (o->url NULL when c has no jwks_url). */
+struct jwksrc_opts;
+void cfg_jwksrc_opts(const struct gw_config *c, struct jwksrc_opts *o);
 
 #endif

@@ -4,10 +4,12 @@
 #include "creds.h"
 
 #include "jcheck.h"
+#include "route.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,15 +130,6 @@ static void wipe_json_strings(json_t *root)
     }
 }
 
-static int valid_id(const char *s)
-{
-    for (; *s; s++)
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '.' ||
-              *s == '_' || *s == '-'))
-            return 0;
-    return 1;
-}
-
 int creds_load(const char *path, struct creds **out, struct buf *err)
 {
     static const char *const keys[] = {"access_key_id", "access_key_secret", "security_token", NULL};
@@ -168,7 +161,7 @@ int creds_load(const char *path, struct creds **out, struct buf *err)
         jc_string(&jc, v, name, "access_key_id", 1, &cr->access_key_id);
         jc_string(&jc, v, name, "access_key_secret", 1, &cr->secret);
         jc_string(&jc, v, name, "security_token", 0, &cr->security_token);
-        if (cr->access_key_id != NULL && !valid_id(cr->access_key_id))
+        if (cr->access_key_id != NULL && !route_valid_chars(cr->access_key_id, SIZE_MAX, "._-"))
             jc_error(&jc, name, "access_key_id has characters other than A-Za-z0-9._-");
     }
     if (creds_find(c, "default") == NULL && env_id != NULL && env_secret != NULL) {

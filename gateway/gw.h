@@ -3,8 +3,8 @@
  *
  * Threads: the main thread runs the control loop (signals, reload, drain,
  * the admin listener, the JWKS source, timers); each worker thread runs an
- * event loop of its own serving the API (its own listener socket on the same
- * port with SO_REUSEPORT, its own curl multi, token cache and audit port).
+ * event loop of its own serving the API (its own listener on a dup of the
+ * one bound socket, its own curl multi, token cache and audit port).
  * The audit writer is one more thread, shared by all.
  *
  * What is shared lives in struct gw and is reached under the named lock or
@@ -20,6 +20,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "ratelimit.h"
+
 struct gw_config;
 struct audit;
 struct audit_port;
@@ -32,15 +34,13 @@ struct jwksrc;
 struct auth_cache;
 struct job;
 struct team_bucket;
-struct rl_bucket;
 struct gw;
 
 /* Control requests the main thread posts to a worker (bit flags). */
-enum { WORKER_RECONFIGURE = 1, WORKER_STOP_ACCEPTING = 2, WORKER_CHECK_QUEUE = 4 };
+enum { WORKER_RECONFIGURE = 1, WORKER_STOP_ACCEPTING = 2 };
 
 struct worker {
     struct gw *gw;
-    int index;
     pthread_t thread;
     int started;
     struct event_base *base;        /* owned */
@@ -75,10 +75,10 @@ struct gw {
     struct rl_refusals *refusals; /* anonymous refusals per client (owned) */
     struct team_bucket *buckets;  /* per-team rate limits (owned array) */
     size_t nbuckets;
-    struct rl_bucket *upstream_bucket; /* gateway-wide rate limit, or NULL (owned) */
-    atomic_int draining;               /* shutting down: no new work */
-    atomic_long connections;           /* API connections open, all workers */
-    struct worker *workers;            /* owned array of nworkers */
+    struct rl_bucket upstream_bucket; /* gateway-wide rate limit (zeroed until first used) */
+    atomic_int draining;              /* shutting down: no new work */
+    atomic_long connections;          /* API connections open, all workers */
+    struct worker *workers;           /* owned array of nworkers */
     int nworkers;
 };
 

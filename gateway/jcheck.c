@@ -96,6 +96,12 @@ void jc_only_keys(struct jc *jc, const json_t *obj, const char *path, const char
     }
 }
 
+/* A JSON string that is not empty and holds no NUL. */
+static int nonempty_string(const json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) > 0 && strlen(json_string_value(v)) == json_string_length(v);
+}
+
 int jc_string(struct jc *jc, const json_t *obj, const char *path, const char *key, int required, char **out)
 {
     json_t *v = json_object_get(obj, key);
@@ -108,7 +114,7 @@ int jc_string(struct jc *jc, const json_t *obj, const char *path, const char *ke
         jc_error(jc, p, "is required");
         return -1;
     }
-    if (!json_is_string(v) || json_string_length(v) == 0 || strlen(json_string_value(v)) != json_string_length(v)) {
+    if (!nonempty_string(v)) {
         jc_error(jc, p, "must be a non-empty string");
         return -1;
     }
@@ -183,7 +189,7 @@ int jc_strv(struct jc *jc, const json_t *obj, const char *path, const char *key,
         goto out;
     json_array_foreach(v, i, e)
     {
-        if (!json_is_string(e) || json_string_length(e) == 0 || strlen(json_string_value(e)) != json_string_length(e)) {
+        if (!nonempty_string(e)) {
             snprintf(pe, sizeof(pe), "%s[%zu]", p, i);
             jc_error(jc, pe, "must be a non-empty string");
             goto out;

@@ -54,7 +54,7 @@ struct job {
     char job_id[ROUTE_JOB_ID_MAX + 1];
     char peer_ip[64];
     char client_ip[64];
-    char method[16];
+    const char *method;               /* static */
     char path[JOBS_PATH_MAX * 3 + 8]; /* escaped, from at most JOBS_PATH_MAX bytes */
     char ticket[80];                  /* "" when none was sent */
     char (*cert_ids)[TLS_ID_MAX];     /* verified client certificate (owned), or NULL */
@@ -71,7 +71,6 @@ struct job {
     /* GET /audit */
     char *query; /* the filters as sent, for the audit_read entry (owned) */
     char *page;  /* entries found (owned) */
-    size_t page_count;
     uint64_t page_next;
 };
 
@@ -135,7 +134,7 @@ static struct job *job_new(struct worker *w, struct evhttp_request *req, const c
     j->allow = "DELETE";
     snprintf(j->request_id, sizeof(j->request_id), "%s", request_id);
     snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
-    snprintf(j->method, sizeof(j->method), "%s", method_name(evhttp_request_get_command(req)));
+    j->method = method_name(evhttp_request_get_command(req));
     escape_path(j->path, sizeof(j->path), evhttp_request_get_uri(req));
     srv_addresses(w->srv, req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
     if (j->cfg->has_tls) {
@@ -647,28 +646,36 @@ static void acquire_slot(struct job *j)
     evtimer_add(j->qtimer, &tv);
 }
 
-/* The bucket of a policy team, created on first use; kept across reloads. */
-static struct rl_bucket *team_bucket(struct gw *gw, const struct pol_team *t)
+/* Take a token from b after adopting the configured limit (a reload may
+ * change it; the level is kept). A zeroed bucket is unused: it starts full. */
+static long bucket_take(struct rl_bucket *b, long requests, long per_s, int64_t now_ms)
 {
-    double burst = (double)t->rate_requests, rate = (double)t->rate_requests / (double)t->rate_per_seconds;
+    double burst = (double)requests, rate = (double)requests / (double)per_s;
+
+    if (b->burst == 0)
+        rl_bucket_init(b, burst, rate, now_ms);
+    b->burst = burst;
+    b->rate = rate;
+    return rl_bucket_take(b, now_ms);
+}
+
+/* The bucket of a policy team (zeroed when new); kept across reloads. */
+static struct rl_bucket *team_bucket(struct gw *gw, const char *name)
+{
     struct team_bucket *nb;
 
     for (size_t i = 0; i < gw->nbuckets; i++) {
-        if (strcmp(gw->buckets[i].name, t->name) == 0) {
-            /* A reload may have changed the limit: adopt it, keep the level. */
-            gw->buckets[i].b.burst = burst;
-            gw->buckets[i].b.rate = rate;
+        if (strcmp(gw->buckets[i].name, name) == 0)
             return &gw->buckets[i].b;
-        }
     }
     nb = realloc(gw->buckets, (gw->nbuckets + 1) * sizeof(*nb));
     if (nb == NULL)
         return NULL;
     gw->buckets = nb;
-    nb[gw->nbuckets].name = strdup(t->name);
+    memset(&nb[gw->nbuckets], 0, sizeof(*nb));
+    nb[gw->nbuckets].name = strdup(name);
     if (nb[gw->nbuckets].name == NULL)
         return NULL;
-    rl_bucket_init(&nb[gw->nbuckets].b, burst, rate, clock_mono_ms());
     return &nb[gw->nbuckets++].b;
 }
 
@@ -677,54 +684,44 @@ void jobs_free_state(struct gw *gw)
     for (size_t i = 0; i < gw->nbuckets; i++)
         free(gw->buckets[i].name);
     free(gw->buckets);
-    free(gw->upstream_bucket);
     gw->buckets = NULL;
     gw->nbuckets = 0;
-    gw->upstream_bucket = NULL;
 }
 
-/* Per-team and gateway-wide rate limits: 0 to go on, else refused already. */
+/* Refuse with 429 and Retry-After when wait > 0; -1 then, else 0. */
+static int rate_refused(struct job *j, long wait, const char *reason, const char *title)
+{
+    char num[32];
+
+    if (wait <= 0)
+        return 0;
+    snprintf(num, sizeof(num), "%ld", wait);
+    evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
+    refuse(j, 429, reason, "rate-limited", title,
+           "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
+    return -1;
+}
+
+/* Per-team and gateway-wide rate limits: 0 to go on, else refused already.
+ * The gateway-wide bucket is only drawn from when the team's allowed. */
 static int check_rates(struct job *j)
 {
     struct gw *gw = j->gw;
     const struct gw_config *c = j->cfg;
+    const struct pol_team *t = j->pteam;
     struct rl_bucket *b;
-    long wait;
-    char num[32];
+    long team_wait = 0, gw_wait = 0;
+    int64_t now = clock_mono_ms();
 
-    wait = 0;
     pthread_mutex_lock(&gw->rl_mu);
-    if (j->pteam->rate_requests > 0 && (b = team_bucket(gw, j->pteam)) != NULL)
-        wait = rl_bucket_take(b, clock_mono_ms());
+    if (t->rate_requests > 0 && (b = team_bucket(gw, t->name)) != NULL)
+        team_wait = bucket_take(b, t->rate_requests, t->rate_per_seconds, now);
+    if (team_wait == 0 && c->upstream_rate_requests > 0)
+        gw_wait = bucket_take(&gw->upstream_bucket, c->upstream_rate_requests, c->upstream_rate_per_s, now);
     pthread_mutex_unlock(&gw->rl_mu);
-    if (wait > 0) {
-        snprintf(num, sizeof(num), "%ld", wait);
-        evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
-        refuse(j, 429, "rate_limited", "rate-limited", "The team's rate limit is reached",
-               "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
+    if (rate_refused(j, team_wait, "rate_limited", "The team's rate limit is reached") != 0 ||
+        rate_refused(j, gw_wait, "upstream_rate_limited", "The gateway's rate limit for the cloud API is reached") != 0)
         return -1;
-    }
-    if (c->upstream_rate_requests > 0) {
-        pthread_mutex_lock(&gw->rl_mu);
-        wait = 0;
-        if (gw->upstream_bucket == NULL && (gw->upstream_bucket = calloc(1, sizeof(*gw->upstream_bucket))) != NULL)
-            rl_bucket_init(gw->upstream_bucket, (double)c->upstream_rate_requests,
-                           (double)c->upstream_rate_requests / (double)c->upstream_rate_per_s, clock_mono_ms());
-        if (gw->upstream_bucket != NULL) {
-            gw->upstream_bucket->burst = (double)c->upstream_rate_requests;
-            gw->upstream_bucket->rate = (double)c->upstream_rate_requests / (double)c->upstream_rate_per_s;
-            wait = rl_bucket_take(gw->upstream_bucket, clock_mono_ms());
-        }
-        pthread_mutex_unlock(&gw->rl_mu);
-        if (wait > 0) {
-            snprintf(num, sizeof(num), "%ld", wait);
-            evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
-            refuse(j, 429, "upstream_rate_limited", "rate-limited",
-                   "The gateway's rate limit for the cloud API is reached",
-                   "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -812,7 +809,6 @@ static void on_audit_page(void *arg, int ok, char *page, size_t count, uint64_t 
     struct buf b;
 
     j->page = page;
-    j->page_count = count;
     j->page_next = next;
     if (!ok) {
         job_problem(j, 500, "audit-read-failed", "The audit trail could not be read", NULL, NULL);

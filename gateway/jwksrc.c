@@ -217,14 +217,8 @@ static int start_fetch(struct jwksrc *j)
     return 0;
 }
 
-static void on_kick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    start_fetch(arg);
-}
-
-static void on_refresh_timer(evutil_socket_t fd, short what, void *arg)
+/* The refresh timer, and the kick of an early refresh. */
+static void on_refresh(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
@@ -233,7 +227,7 @@ static void on_refresh_timer(evutil_socket_t fd, short what, void *arg)
 
 static void arm_timer(struct jwksrc *j)
 {
-    struct timeval tv = {j->refresh_s > 0 ? j->refresh_s : 600, 0};
+    struct timeval tv = {j->refresh_s, 0};
 
     evtimer_del(j->timer);
     event_add(j->timer, &tv);
@@ -254,8 +248,8 @@ struct jwksrc *jwksrc_new(struct event_base *base, struct metrics *m, const stru
     j->last_early_ms = -JWKSRC_EARLY_MIN_MS;
     pthread_mutex_init(&j->mu, NULL);
     j->cev = cev_new(base, 4);
-    j->timer = event_new(base, -1, EV_PERSIST, on_refresh_timer, j);
-    j->kick = event_new(base, -1, 0, on_kick, j);
+    j->timer = event_new(base, -1, EV_PERSIST, on_refresh, j);
+    j->kick = event_new(base, -1, 0, on_refresh, j);
     j->wait_timer = event_new(base, -1, EV_PERSIST, on_wait_tick, j);
     if (j->cev == NULL || j->timer == NULL || j->kick == NULL || j->wait_timer == NULL ||
         event_add(j->wait_timer, &(struct timeval){0, 100 * 1000}) != 0) {

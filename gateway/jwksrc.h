@@ -27,7 +27,7 @@ struct jwksrc_opts {
     const char *url;     /* borrowed for the call */
     const char *ca_file; /* or NULL: system store */
     int algs;
-    long refresh_s;
+    long refresh_s; /* >= 1; config validates it */
 };
 
 /*

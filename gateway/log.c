@@ -29,11 +29,6 @@ void log_set_level(int level)
     log_min = level;
 }
 
-int log_enabled(int level)
-{
-    return level >= log_min;
-}
-
 void log_msg(int level, const char *request_id, const char *fmt, ...)
 {
     char ts[40], msg[1024];

@@ -12,10 +12,8 @@ enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 /* "debug", "info", "warn", "error" → level; -1 when unknown. */
 int log_level_parse(const char *s);
 void log_set_level(int level);
-int log_enabled(int level);
 void log_msg(int level, const char *request_id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-#define log_debug(...) log_msg(LOG_LVL_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, NULL, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_LVL_ERROR, NULL, __VA_ARGS__)

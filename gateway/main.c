@@ -71,6 +71,11 @@ static void harden_process(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     setrlimit(RLIMIT_CORE, &rl);
     signal(SIGPIPE, SIG_IGN);
+    /* As many descriptors as the hard limit allows (connections). */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 struct drain {
@@ -138,6 +143,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     struct buf err;
     struct gw_config *next;
     struct audit_opts ao;
+    struct jwksrc_opts jo;
 
     (void)sig;
     (void)what;
@@ -161,15 +167,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         cfg_unref(next);
         return;
     }
-    if (next->auth.jwks_url != NULL && gw->jwks != NULL) {
-        struct jwksrc_opts jo = {next->auth.jwks_url, next->auth.jwks_ca_file, next->auth.algs,
-                                 next->auth.jwks_refresh_s};
+    cfg_jwksrc_opts(next, &jo);
+    if (jo.url != NULL && gw->jwks != NULL)
         jwksrc_reconfigure(gw->jwks, &jo);
-    }
     pthread_mutex_lock(&gw->cfg_mu);
-    if (next->auth.jwks_url != NULL && gw->jwks == NULL) {
-        struct jwksrc_opts jo = {next->auth.jwks_url, next->auth.jwks_ca_file, next->auth.algs,
-                                 next->auth.jwks_refresh_s};
+    if (jo.url != NULL && gw->jwks == NULL) {
         /* Published with the snapshot that uses it (workers read it after
          * taking the snapshot under cfg_mu). */
         gw->jwks = jwksrc_new(gw->base, gw->metrics, &jo, NULL);
@@ -236,7 +238,8 @@ static int run(struct gw_config *cfg, const char *config_path)
     if (gw.refusals == NULL)
         goto out;
     if (cfg->auth.jwks_url != NULL) {
-        struct jwksrc_opts jo = {cfg->auth.jwks_url, cfg->auth.jwks_ca_file, cfg->auth.algs, cfg->auth.jwks_refresh_s};
+        struct jwksrc_opts jo;
+        cfg_jwksrc_opts(cfg, &jo);
         /* The key source takes over the set fetched at start-up. */
         gw.jwks = jwksrc_new(gw.base, gw.metrics, &jo, cfg->keys);
         cfg->keys = NULL;
@@ -251,8 +254,8 @@ static int run(struct gw_config *cfg, const char *config_path)
     if (gw.workers == NULL)
         goto out;
     for (gw.nworkers = 0; gw.nworkers < cfg->workers; gw.nworkers++)
-        if (worker_init(&gw.workers[gw.nworkers], &gw, gw.nworkers, cfg,
-                        gw.nworkers > 0 ? srv_listen_fd(gw.workers[0].srv) : -1, &err) != 0) {
+        if (worker_init(&gw.workers[gw.nworkers], &gw, cfg, gw.nworkers > 0 ? srv_listen_fd(gw.workers[0].srv) : -1,
+                        &err) != 0) {
             gw.nworkers++; /* partly made: freed below */
             goto out;
         }

@@ -20,5 +20,8 @@ typedef int (*rev_line_fn)(void *arg, const char *line, size_t len);
  * fn stopped the walk, 0 at the start of the file, -1 on errors.
  */
 int rev_lines(int fd, off_t size, size_t max, rev_line_fn fn, void *arg);
+/* The offset just after the last newline in the first size bytes of fd (0
+ * when there is none): where the complete lines end. -1 on read errors. */
+off_t rev_line_end(int fd, off_t size);
 
 #endif

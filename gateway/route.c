@@ -21,7 +21,7 @@ int route_valid_job_id(const char *s, size_t len)
     return 1;
 }
 
-static int valid_chars(const char *s, size_t max, const char *extra)
+int route_valid_chars(const char *s, size_t max, const char *extra)
 {
     size_t n = strlen(s);
 
@@ -35,12 +35,12 @@ static int valid_chars(const char *s, size_t max, const char *extra)
 
 int route_valid_request_id(const char *s)
 {
-    return valid_chars(s, 128, "._-");
+    return route_valid_chars(s, 128, "._-");
 }
 
 int route_valid_ticket(const char *s)
 {
-    return valid_chars(s, 64, "._:/-");
+    return route_valid_chars(s, 64, "._:/-");
 }
 
 static int path_is(const char *path, size_t len, const char *want)

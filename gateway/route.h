@@ -25,6 +25,8 @@ enum route_kind {
 enum route_kind route_parse(const char *uri, char *job_id, size_t job_id_size);
 /* "j-" followed by 1 to 64 ASCII letters or digits. */
 int route_valid_job_id(const char *s, size_t len);
+/* 1 to max characters, each an ASCII letter or digit or one of extra. */
+int route_valid_chars(const char *s, size_t max, const char *extra);
 /* 1-128 characters of A-Za-z0-9._- */
 int route_valid_request_id(const char *s);
 /* 1-64 characters of A-Za-z0-9._:/- */

@@ -44,9 +44,8 @@ enum conn_state { CONN_HEAD, CONN_BUSY, CONN_IDLE };
 struct srv_conn {
     struct srv *srv;
     struct bufferevent *bev; /* owned by evhttp once adopted */
-    struct evhttp_connection *evcon;
-    struct event *timer; /* head deadline */
-    struct event *watch; /* first bytes of the next head (one-shot) */
+    struct event *timer;     /* head deadline */
+    struct event *watch;     /* first bytes of the next head (one-shot) */
     enum conn_state state;
     int fd;
     int adopted;
@@ -224,12 +223,11 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
             bufferevent_decref(bev);
             continue;
         }
-        c->evcon = cbarg;
         c->adopted = 1;
         c->fd = (int)bufferevent_getfd(c->bev);
         if (c->fd >= 0 && (size_t)c->fd < s->nfd)
             s->byfd[c->fd] = c;
-        evhttp_connection_set_closecb(c->evcon, on_conn_close, c);
+        evhttp_connection_set_closecb(cbarg, on_conn_close, c);
         c->watch = event_new(s->base, c->fd, EV_READ, on_watch, c);
         if (c->watch != NULL) {
             event_priority_set(c->watch, 0);
@@ -302,11 +300,6 @@ static void conn_replied(struct srv *s, struct evhttp_request *req)
         event_add(c->watch, NULL);
 }
 
-long srv_connections(const struct srv *s)
-{
-    return s->nconns;
-}
-
 long srv_unsent_replies(const struct srv *s)
 {
     long n = 0;
@@ -361,8 +354,9 @@ static const char *reason_phrase(int status)
     }
 }
 
-void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *ctype,
-               const char *body, size_t len)
+/* Reply with a body of any type (borrowed, len bytes; ctype NULL for none). */
+static void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *ctype,
+                      const char *body, size_t len)
 {
     struct evbuffer *b = evbuffer_new();
 
@@ -548,7 +542,7 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
     char request_id[160], job_id[ROUTE_JOB_ID_MAX + 1];
     enum route_kind kind;
     struct srv_conn *c = conn_of(s, req);
-    int health_here;
+    int health_here, health;
 
     if (c != NULL) {
         c->state = CONN_BUSY;
@@ -559,19 +553,18 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
     else
         make_request_id(s, request_id, sizeof(request_id));
     kind = route_parse(uri, job_id, sizeof(job_id));
-    if (admin && kind != ROUTE_HEALTHZ && kind != ROUTE_READYZ && kind != ROUTE_METRICS) {
+    health = kind == ROUTE_HEALTHZ || kind == ROUTE_READYZ || kind == ROUTE_METRICS;
+    if (admin && !health) {
         srv_problem(s, req, request_id, 404, "not-found", "No such resource",
                     "The admin listener serves /healthz, /readyz and /metrics", NULL);
         return;
     }
-    if (atomic_load(&s->gw->draining) && !admin) {
-        if (kind != ROUTE_HEALTHZ && kind != ROUTE_READYZ && kind != ROUTE_METRICS) {
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-            srv_problem(s, req, request_id, 503, "shutting-down", "The gateway is shutting down",
-                        "Retry on another replica", NULL);
-            return;
-        }
+    if (!admin && !health && atomic_load(&s->gw->draining)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        srv_problem(s, req, request_id, 503, "shutting-down", "The gateway is shutting down",
+                    "Retry on another replica", NULL);
+        return;
     }
     cfg = gw_config_get(s->gw);
     health_here = admin || cfg->admin_host == NULL;
@@ -721,16 +714,15 @@ struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, co
     s->proxy_protocol = w ? cfg->proxy_protocol : 0;
     if (RAND_bytes((unsigned char *)&s->rid_prefix, sizeof(s->rid_prefix)) != 1)
         s->rid_prefix = (uint64_t)clock_wall_ms();
-    /* One slot per possible descriptor: connections are found by socket. */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    /* The API's connections are found by socket: one slot per possible
+     * descriptor (the admin listener's are evhttp's, see make_conn). */
+    if (w != NULL) {
+        s->nfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4 * 1024 * 1024 ? (size_t)rl.rlim_cur : 65536;
+        s->byfd = calloc(s->nfd, sizeof(*s->byfd));
     }
-    s->nfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4 * 1024 * 1024 ? (size_t)rl.rlim_cur : 65536;
-    s->byfd = calloc(s->nfd, sizeof(*s->byfd));
     s->http = evhttp_new(base);
     s->adopt_ev = event_new(base, -1, 0, on_adopt, s);
-    if (s->byfd == NULL || s->http == NULL || s->adopt_ev == NULL)
+    if ((w != NULL && s->byfd == NULL) || s->http == NULL || s->adopt_ev == NULL)
         goto out;
     /* The API's connections are the server's own (see make_conn); the admin
      * listener's are left to evhttp. */

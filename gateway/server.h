@@ -34,7 +34,6 @@ void srv_free(struct srv *s);
 void srv_stop_accepting(struct srv *s);
 /* Apply limits of a reloaded configuration (listen addresses stay). */
 void srv_reconfigure(struct srv *s, const struct gw_config *cfg);
-long srv_connections(const struct srv *s);
 /* Connections whose reply is not fully handed to the kernel yet (drain waits). */
 long srv_unsent_replies(const struct srv *s);
 
@@ -49,9 +48,6 @@ size_t srv_client_cert(struct srv *s, struct evhttp_request *req, char ids[][TLS
 
 /* Reply with a JSON body (borrowed). */
 void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *json);
-/* Reply with a body of any type (borrowed, len bytes; ctype NULL for none). */
-void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *ctype,
-               const char *body, size_t len);
 /*
  * Reply with an RFC 9457 problem body: type is a slug (becomes
  * "urn:smc-gateway:problem:<slug>"), detail may be NULL, extra is more JSON

@@ -26,7 +26,6 @@ struct up {
     CURL *pool[UP_EASY_POOL]; /* reset handles: init and cleanup cost more than reset */
     int npool;
     struct curl_slist *headers;
-    int in_flight;
     struct up_call *calls; /* every call in flight, for up_free */
 };
 
@@ -48,11 +47,6 @@ struct up_call {
 };
 
 static void start_attempt(struct up_call *c);
-
-int up_in_flight(const struct up *u)
-{
-    return u->in_flight;
-}
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -125,10 +119,8 @@ void up_free(struct up *u)
 {
     if (u == NULL)
         return;
-    while (u->calls != NULL) {
-        u->in_flight--;
+    while (u->calls != NULL)
         call_free(u->calls);
-    }
     while (u->npool > 0)
         curl_easy_cleanup(u->pool[--u->npool]);
     cev_free(u->cev);
@@ -193,7 +185,6 @@ static void easy_put(struct up *u, CURL *e)
 static void finish(struct up_call *c)
 {
     c->o.duration_ms = (long)(clock_mono_ms() - c->start_ms);
-    c->up->in_flight--;
     c->done(c->arg, &c->o);
     call_free(c);
 }
@@ -251,9 +242,7 @@ static void attempt_done(struct up_call *c, CURLcode res)
         /* Only retry if the next attempt still has time to do something. */
         if (backoff + 50 < remaining) {
             struct timeval tv = {backoff / 1000, (backoff % 1000) * 1000};
-            if (c->backoff == NULL)
-                c->backoff = evtimer_new(c->up->base, on_backoff, c);
-            if (c->backoff != NULL && evtimer_add(c->backoff, &tv) == 0)
+            if (evtimer_add(c->backoff, &tv) == 0)
                 return;
         }
     }
@@ -359,7 +348,6 @@ struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sig
         call_free(c);
         return NULL;
     }
-    u->in_flight++;
     c->next = u->calls;
     if (c->next != NULL)
         c->next->pprev = &c->next;

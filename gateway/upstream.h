@@ -52,7 +52,5 @@ void up_free(struct up *u);
 
 /* Start a call. p's strings are borrowed until done runs. NULL on failure. */
 struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg);
-/* Calls in flight. */
-int up_in_flight(const struct up *u);
 
 #endif

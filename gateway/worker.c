@@ -94,13 +94,12 @@ static void on_control(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int worker_init(struct worker *w, struct gw *gw, int i, const struct gw_config *cfg, int share_fd, struct buf *err)
+int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, int share_fd, struct buf *err)
 {
     int rc = -1;
 
     memset(w, 0, sizeof(*w));
     w->gw = gw;
-    w->index = i;
     w->queue_tail = &w->queue_head;
     w->base = event_base_new();
     /* Three priorities: the server's read watchers (0) run before evhttp's
