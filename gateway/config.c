@@ -249,7 +249,7 @@ static void load_upstream(struct jc *jc, const json_t *root, struct gw_config *c
 static void load_audit(struct jc *jc, const json_t *root, struct gw_config *c)
 {
     static const char *const keys[] = {
-        "file", "signing_key_file", "checkpoint_every", "checkpoint_seconds", "rotate_bytes", NULL};
+        "file", "signing_key_file", "checkpoint_every", "checkpoint_seconds", "rotate_bytes", "group_commit_us", NULL};
     const json_t *a = jc_object(jc, root, "", "audit", 1);
     long rotate_mib = 0;
 
@@ -260,6 +260,7 @@ static void load_audit(struct jc *jc, const json_t *root, struct gw_config *c)
     jc_string(jc, a, "audit", "signing_key_file", 0, &c->audit.signing_key_file);
     jc_int(jc, a, "audit", "checkpoint_every", 1, 1000000, &c->audit.checkpoint_every);
     jc_int(jc, a, "audit", "checkpoint_seconds", 1, 86400, &c->audit.checkpoint_seconds);
+    jc_int(jc, a, "audit", "group_commit_us", 0, CFG_GROUP_COMMIT_MAX_US, &c->audit.group_commit_us);
     if (jc_int(jc, a, "audit", "rotate_bytes", 0, LONG_MAX, &rotate_mib) == 0) {
         c->audit.rotate_bytes = rotate_mib;
         if (rotate_mib != 0 && rotate_mib < 4096)
@@ -511,6 +512,7 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
     c->auth.token_cache = 1;
     c->audit.checkpoint_every = 100;
     c->audit.checkpoint_seconds = 60;
+    c->audit.group_commit_us = CFG_GROUP_COMMIT_US;
     if (jc_load_file(&jc, CFG_FILE_MAX, 0, &root) != 0)
         goto out;
     dir = strdup(c->path ? c->path : path);

@@ -47,12 +47,16 @@ struct cfg_upstream {
     char *ca_file; /* or NULL: the system store */
 };
 
+#define CFG_GROUP_COMMIT_US 1000       /* audit.group_commit_us default */
+#define CFG_GROUP_COMMIT_MAX_US 100000 /* and its cap: a sync is never held longer */
+
 struct cfg_audit {
     char *file;
     char *signing_key_file; /* Ed25519 PEM, or NULL: no checkpoints */
     long checkpoint_every;
     long checkpoint_seconds;
     long long rotate_bytes; /* 0: rotation by signal only */
+    long group_commit_us;   /* the writer's batch spacing under load; 0: none */
 };
 
 struct cfg_limits {

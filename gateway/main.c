@@ -130,6 +130,7 @@ static void audit_opts_of(const struct gw_config *cfg, struct audit_opts *o)
     o->checkpoint_every = cfg->audit.checkpoint_every;
     o->checkpoint_seconds = cfg->audit.checkpoint_seconds;
     o->rotate_bytes = cfg->audit.rotate_bytes;
+    o->group_commit_us = cfg->audit.group_commit_us;
 }
 
 /*

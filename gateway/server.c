@@ -680,7 +680,10 @@ static struct evhttp_bound_socket *share_listener(struct evhttp *h, struct event
         return NULL;
     evutil_make_socket_nonblocking(mine);
     evutil_make_socket_closeonexec(mine);
-    l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, mine);
+    /* Backlog 0: the socket already listens. (A negative one would make
+     * libevent call listen(fd, 128) again, shrinking the first worker's
+     * deep backlog for everyone.) */
+    l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mine);
     if (l == NULL) {
         close(mine);
         return NULL;

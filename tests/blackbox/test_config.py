@@ -107,3 +107,11 @@ def test_command_line(sim, keys):
     assert out.returncode == 0 and "--check-config" in out.stdout
     out = subprocess.run([gwtest.GATEWAY], capture_output=True, text=True)
     assert out.returncode == 2
+
+
+def test_audit_group_commit_window_is_bounded(sim, keys):
+    for bad in (-1, 100001, "1ms"):
+        refused(cfg(sim, keys, config={"audit": {"group_commit_us": bad}}), "audit.group_commit_us")
+    for good in (0, 100000):
+        g = cfg(sim, keys, config={"audit": {"group_commit_us": good}})
+        assert g.check_config()[0] == 0, good

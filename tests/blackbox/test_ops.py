@@ -694,6 +694,72 @@ def test_connection_cap_pauses_accepting_until_connections_close(make_gateway, s
     assert len(sim.requests()) == 1
 
 
+def test_a_burst_of_connects_is_queued_by_the_listen_backlog(make_gateway, sim, keys):
+    # Load tools and dashboards behind a NAT open hundreds of connections at
+    # once. While the gateway is not accepting (stopped here), the kernel
+    # queues them up to the listen backlog; past it, SYNs are dropped and the
+    # client waits a retransmit (a second or more). Two workers: the second
+    # watches the first one's socket and must not shrink its backlog.
+    gw = make_gateway(sim.url, config=fast(workers=2, limits={"max_connections": 1024}))
+    n = 400
+    socks = []
+    os.kill(gw.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", gw.port))
+            socks.append(s)
+        deadline = time.time() + 0.8  # under the first SYN retransmit (1 s)
+        pending = set(socks)
+        while pending and time.time() < deadline:
+            _, ready, _ = select.select([], list(pending)[:500], [], 0.1)
+            pending -= set(ready)
+        lost = len(pending) + sum(1 for s in socks if s not in pending and s.getsockopt(socket.SOL_SOCKET,
+                                                                                         socket.SO_ERROR) != 0)
+        assert lost == 0, "%d of %d connects were not queued" % (lost, n)
+    finally:
+        os.kill(gw.proc.pid, signal.SIGCONT)
+        for s in socks:
+            s.close()
+    r = gw.delete("j-ok1", keys.token(), timeout=5)
+    assert r.status == 200, r
+
+
+def concurrent_deletions_and_syncs(make_gateway, sim, keys, group_commit_us, n=40):
+    """n deletions at once; the audit fdatasyncs they cost (from /metrics)."""
+    admin = gwtest.free_port()
+    gw = make_gateway(sim.url, config=fast(admin_listen="127.0.0.1:%d" % admin, workers=1,
+                                           audit={"group_commit_us": group_commit_us}))
+    tok = keys.token()
+    sim.add_jobs({"j-okgc%04d" % i: "Ready" for i in range(n)})
+    before = metrics(admin).value("smc_gateway_audit_sync_seconds_count")
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        got = list(ex.map(lambda i: gw.delete("j-okgc%04d" % i, tok, timeout=10), range(n)))
+    syncs = metrics(admin).value("smc_gateway_audit_sync_seconds_count") - before
+    assert [r.status for r in got] == [200] * n
+    decisions = [e for e in gw.audit() if e.get("event") == "decision" and e.get("decision") == "allow"]
+    assert len(decisions) == n
+    assert len(sim.requests()) == n
+    return syncs
+
+
+def test_group_commit_shares_one_sync_among_concurrent_deletions(make_gateway, sim, keys):
+    # Every deletion is on disk before it is forwarded; under load the writer
+    # waits up to audit.group_commit_us between batches so that one fdatasync
+    # covers many of them.
+    n = 40
+    syncs = concurrent_deletions_and_syncs(make_gateway, sim, keys, 100000, n)
+    assert 1 <= syncs <= n // 4, syncs
+
+
+def test_without_group_commit_window_concurrent_deletions_sync_more_often(make_gateway, sim, keys):
+    """The other side of the test above: it can fail."""
+    n = 40
+    syncs = concurrent_deletions_and_syncs(make_gateway, sim, keys, 0, n)
+    assert syncs > n // 4, syncs
+
+
 def test_full_upstream_queue_is_503_with_retry_after(make_gateway, sim, keys):
     # Upstream concurrency and queue are per worker thread: one worker here.
     gw = make_gateway(sim.url, config=fast(workers=1, limits={"max_upstream_concurrency": 1, "max_upstream_queue": 1}))
