@@ -622,17 +622,10 @@ static void setup_http(struct evhttp *h, const struct gw_config *cfg)
     evhttp_set_default_content_type(h, "application/json");
 }
 
-/*
- * Bind host:port with a listen backlog that fits the connection cap
- * (evhttp_bind_socket's is 128: bursts of connects would be dropped and
- * their clients would wait a SYN retry, a second or more).
- */
-static struct evhttp_bound_socket *bind_listener(struct evhttp *h, struct event_base *base, const char *host, int port,
-                                                 int backlog)
+/* host:port for a listening socket, or NULL (freeaddrinfo the result). */
+static struct addrinfo *listen_addr(const char *host, int port)
 {
     struct addrinfo hints, *ai = NULL;
-    struct evconnlistener *l = NULL;
-    struct evhttp_bound_socket *b = NULL;
     char portstr[16];
 
     memset(&hints, 0, sizeof(hints));
@@ -640,9 +633,32 @@ static struct evhttp_bound_socket *bind_listener(struct evhttp *h, struct event_
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     snprintf(portstr, sizeof(portstr), "%d", port);
-    if (getaddrinfo(host, portstr, &hints, &ai) != 0 || ai == NULL)
+    if (getaddrinfo(host, portstr, &hints, &ai) != 0)
+        ai = NULL;
+    return ai;
+}
+
+/*
+ * Bind host:port with a listen backlog that fits the connection cap
+ * (evhttp_bind_socket's is 128: bursts of connects would be dropped and
+ * their clients would wait a SYN retry, a second or more). With reuseport,
+ * SO_REUSEPORT: each worker has its own socket and the kernel spreads new
+ * connections over them by address hash. (One socket watched by every
+ * worker let whichever woke first take a whole burst: one worker at 99%,
+ * the other idle.)
+ */
+static struct evhttp_bound_socket *bind_listener(struct evhttp *h, struct event_base *base, const char *host, int port,
+                                                 int backlog, int reuseport)
+{
+    struct addrinfo *ai = listen_addr(host, port);
+    struct evconnlistener *l = NULL;
+    struct evhttp_bound_socket *b = NULL;
+
+    if (ai == NULL)
         goto out;
-    l = evconnlistener_new_bind(base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+    l = evconnlistener_new_bind(base, NULL, NULL,
+                                LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                    (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
                                 backlog, ai->ai_addr, (int)ai->ai_addrlen);
     if (l == NULL)
         goto out;
@@ -653,6 +669,47 @@ out:
     if (ai != NULL)
         freeaddrinfo(ai);
     return b;
+}
+
+/*
+ * 0 when nothing listens on host:port: a plain bind (no SO_REUSEPORT)
+ * succeeds. Run before the workers bind with SO_REUSEPORT, so that a second
+ * gateway started by mistake on the same port fails instead of silently
+ * taking a share of the connections (its own check fails on our sockets).
+ */
+static int port_is_free(const char *host, int port)
+{
+    struct addrinfo *ai = listen_addr(host, port);
+    int fd = -1, one = 1, rc = -1;
+
+    if (ai == NULL)
+        goto out;
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+        goto out;
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (ai != NULL)
+        freeaddrinfo(ai);
+    return rc;
+}
+
+/* The port a listening socket is bound to, or -1. */
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
 }
 
 void srv_reconfigure(struct srv *s, const struct gw_config *cfg)
@@ -669,31 +726,6 @@ void srv_reconfigure(struct srv *s, const struct gw_config *cfg)
     update_accepting(s);
 }
 
-/* Another worker's listening socket, watched from this loop too. */
-static struct evhttp_bound_socket *share_listener(struct evhttp *h, struct event_base *base, int fd)
-{
-    int mine = dup(fd);
-    struct evconnlistener *l;
-    struct evhttp_bound_socket *b = NULL;
-
-    if (mine < 0)
-        return NULL;
-    evutil_make_socket_nonblocking(mine);
-    evutil_make_socket_closeonexec(mine);
-    /* Backlog 0: the socket already listens. (A negative one would make
-     * libevent call listen(fd, 128) again, shrinking the first worker's
-     * deep backlog for everyone.) */
-    l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, mine);
-    if (l == NULL) {
-        close(mine);
-        return NULL;
-    }
-    b = evhttp_bind_listener(h, l);
-    if (b == NULL)
-        evconnlistener_free(l);
-    return b;
-}
-
 int srv_listen_fd(const struct srv *s)
 {
     struct evconnlistener *l = s->bound ? evhttp_bound_socket_get_listener(s->bound) : NULL;
@@ -701,13 +733,14 @@ int srv_listen_fd(const struct srv *s)
     return l ? (int)evconnlistener_get_fd(l) : -1;
 }
 
-struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, const struct gw_config *cfg, int share_fd,
+struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, const struct gw_config *cfg, int first_fd,
                     struct buf *err)
 {
     struct srv *s = calloc(1, sizeof(*s)), *ret = NULL;
     struct rlimit rl;
     const char *host = w ? cfg->listen_host : cfg->admin_host;
     int port = w ? cfg->listen_port : cfg->admin_port;
+    int backlog = cfg->limits.max_connections < SOMAXCONN ? SOMAXCONN : (int)cfg->limits.max_connections;
 
     if (s == NULL)
         return NULL;
@@ -733,15 +766,15 @@ struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, co
         evhttp_set_bevcb(s->http, make_conn, s);
     evhttp_set_gencb(s->http, on_request, s);
     srv_reconfigure(s, cfg);
-    /* The first worker binds; the others watch the same socket (whichever
-     * accepts first serves the connection). Not SO_REUSEPORT: a second
-     * gateway started by mistake on the same port must fail, not share. */
-    if (share_fd >= 0)
-        s->bound = share_listener(s->http, base, share_fd);
-    else
-        s->bound =
-            bind_listener(s->http, base, host, port,
-                          cfg->limits.max_connections < SOMAXCONN ? SOMAXCONN : (int)cfg->limits.max_connections);
+    /* With several workers each binds its own socket with SO_REUSEPORT; the
+     * first checks that the port is free, the others take its port (the
+     * configured one may be 0: any). */
+    if (first_fd >= 0)
+        port = bound_port(first_fd);
+    if (w != NULL && cfg->workers > 1 && first_fd < 0 && port != 0 && port_is_free(host, port) != 0)
+        s->bound = NULL;
+    else if (port >= 0)
+        s->bound = bind_listener(s->http, base, host, port, backlog, w != NULL && cfg->workers > 1);
     if (s->bound == NULL) {
         buf_printf(err, "%s: %s: cannot bind %s:%d\n", cfg->path, w ? "listen" : "admin_listen", host, port);
         goto out;

@@ -22,12 +22,13 @@ struct gw_config;
 
 /*
  * A listener on base: the API listener of worker w (cfg->listen; with
- * share_fd >= 0, the listening socket another worker bound), or with w NULL
- * the admin listener (cfg->admin_listen). NULL with a message in err.
+ * several workers each has its own SO_REUSEPORT socket, and first_fd >= 0
+ * is the first worker's, whose port the others bind), or with w NULL the
+ * admin listener (cfg->admin_listen). NULL with a message in err.
  */
-struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, const struct gw_config *cfg, int share_fd,
+struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, const struct gw_config *cfg, int first_fd,
                     struct buf *err);
-/* The listening socket (for the other workers to share), or -1. */
+/* The listening socket (the first worker's, for the others' port), or -1. */
 int srv_listen_fd(const struct srv *s);
 void srv_free(struct srv *s);
 /* Close the listening sockets; open connections are served (503 while draining). */

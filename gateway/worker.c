@@ -94,7 +94,7 @@ static void on_control(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, int share_fd, struct buf *err)
+int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, int first_fd, struct buf *err)
 {
     struct event_config *ec = event_config_new();
     int rc = -1;
@@ -122,7 +122,7 @@ int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, in
     if (w->port == NULL || w->up == NULL || w->reader == NULL || w->token_cache == NULL || w->control == NULL ||
         w->drain_tick == NULL)
         goto out;
-    w->srv = srv_new(gw, w, w->base, cfg, share_fd, err);
+    w->srv = srv_new(gw, w, w->base, cfg, first_fd, err);
     if (w->srv == NULL)
         goto out;
     rc = 0;

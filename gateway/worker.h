@@ -9,9 +9,9 @@
 #include "buf.h"
 #include "gw.h"
 
-/* Set up worker w with its API listener: bound anew, or sharing the
- * listening socket share_fd (>= 0) of another worker; -1 with err. */
-int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, int share_fd, struct buf *err);
+/* Set up worker w with its API listener (see srv_new: first_fd is the first
+ * worker's listening socket, or -1 for the first); -1 with err. */
+int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, int first_fd, struct buf *err);
 /* Run its loop on a new thread. */
 int worker_start(struct worker *w);
 /* Stop the loop and join the thread (any requests left are abandoned). */

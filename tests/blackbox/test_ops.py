@@ -726,6 +726,44 @@ def test_a_burst_of_connects_is_queued_by_the_listen_backlog(make_gateway, sim, 
     assert r.status == 200, r
 
 
+def test_a_second_gateway_on_the_same_port_is_refused(make_gateway, sim, keys, tmp_path):
+    # The workers listen with SO_REUSEPORT (the kernel spreads connections
+    # over them); a second gateway started by mistake on the port must fail
+    # to start, not silently take a share of the callers.
+    first = make_gateway(sim.url, config=fast(workers=2))
+    for workers in (2, 1):
+        second = gwtest.Gateway(str(tmp_path), keys, sim.url, start=False,
+                                config=fast(workers=workers, listen="127.0.0.1:%d" % first.port))
+        rc, out = second.run_expect_exit()
+        assert rc == 1 and "listen: cannot bind 127.0.0.1:%d" % first.port in out, (workers, rc, out)
+    r = first.delete("j-ok1", keys.token(), timeout=5)
+    assert r.status == 200, r
+
+
+def test_connections_are_spread_over_the_workers(make_gateway, sim, keys):
+    # 64 keep-alive callers connecting at once: each worker thread must serve
+    # some of them (one listening socket watched by both let one worker take
+    # them all). Each request's id names the worker's listener prefix.
+    gw = make_gateway(sim.url, config=fast(workers=2))
+    tok = keys.token()
+    sim.add_jobs({"j-okspread%d" % i: "Ready" for i in range(64)})
+    conns = [http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10) for _ in range(64)]
+    try:
+        for c in conns:
+            c.connect()
+        prefixes = set()
+        for i, c in enumerate(conns):
+            c.request("DELETE", "/jobs/j-okspread%d" % i, headers={"Authorization": "Bearer " + tok})
+            resp = c.getresponse()
+            body = json.loads(resp.read())
+            assert resp.status == 200, body
+            prefixes.add(body["request_id"].split("-")[0])
+    finally:
+        for c in conns:
+            c.close()
+    assert len(prefixes) == 2, prefixes
+
+
 def concurrent_deletions_and_syncs(make_gateway, sim, keys, group_commit_us, n=40):
     """n deletions at once; the audit fdatasyncs they cost (from /metrics)."""
     admin = gwtest.free_port()
