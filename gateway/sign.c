@@ -132,12 +132,27 @@ out:
     return rc;
 }
 
+/*
+ * Nonces come from a per-thread pool filled by RAND_bytes 4 KiB at a time:
+ * one DRBG call (and its fork check) per 256 requests instead of one each.
+ * A nonce is public once sent; the pool is not a secret worth more than it.
+ */
+#define SIGN_NONCE_POOL 4096
+
 int sign_nonce(char out[33])
 {
-    unsigned char r[16];
+    static _Thread_local unsigned char pool[SIGN_NONCE_POOL];
+    static _Thread_local size_t used = SIGN_NONCE_POOL;
+    int rc = -1;
 
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        return -1;
-    codec_hex(out, r, sizeof(r));
-    return 0;
+    if (used + 16 > sizeof(pool)) {
+        if (RAND_bytes(pool, (int)sizeof(pool)) != 1)
+            goto out;
+        used = 0;
+    }
+    codec_hex(out, pool + used, 16);
+    used += 16;
+    rc = 0;
+out:
+    return rc;
 }

@@ -96,19 +96,15 @@ static void on_control(evutil_socket_t fd, short what, void *arg)
 
 int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, int first_fd, struct buf *err)
 {
-    struct event_config *ec = event_config_new();
     int rc = -1;
 
     memset(w, 0, sizeof(*w));
     w->gw = gw;
     w->queue_tail = &w->queue_head;
-    /* epoll changes are applied once per loop turn: a socket re-armed
-     * several times in one turn (evhttp enabling read, then write) costs
-     * one epoll_ctl. No descriptor is dup'ed within one base. */
-    if (ec != NULL && event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0)
-        w->base = event_base_new_with_config(ec);
-    if (ec != NULL)
-        event_config_free(ec);
+    /* Not EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST: it defers epoll_ctl to the
+     * next loop turn, when a closed descriptor's number may already belong
+     * to another worker's new connection (ThreadSanitizer saw exactly that). */
+    w->base = event_base_new();
     /* Three priorities: the server's read watchers (0) run before evhttp's
      * own reads (1, the default), see server.c. */
     if (w->base == NULL || event_base_priority_init(w->base, 3) != 0)

@@ -2,6 +2,8 @@
 #include "sign.h"
 #include "unit.h"
 
+#include <stdlib.h>
+
 static const char *sig_of(const char *method, const struct sign_param *p, size_t n)
 {
     static char sig[SIGN_SIG_LEN];
@@ -100,4 +102,26 @@ UNIT_TEST(sign_nonce_is_fresh)
     CHECK(sign_nonce(a) == 0 && sign_nonce(b) == 0);
     CHECK_INT(strlen(a), 32);
     CHECK(strcmp(a, b) != 0);
+}
+
+static int cmp_nonce(const void *x, const void *y)
+{
+    return strcmp(x, y);
+}
+
+/* Across several refills of the per-thread pool: all distinct, all hex. */
+UNIT_TEST(sign_nonces_stay_distinct_across_pool_refills)
+{
+    enum { N = 1000 };
+    static char n[N][33];
+    int bad = 0;
+
+    for (int i = 0; i < N; i++) {
+        bad |= sign_nonce(n[i]) != 0 || strlen(n[i]) != 32 || strspn(n[i], "0123456789abcdef") != 32;
+    }
+    CHECK(!bad);
+    qsort(n, N, sizeof(n[0]), cmp_nonce);
+    for (int i = 1; i < N; i++)
+        bad |= strcmp(n[i - 1], n[i]) == 0;
+    CHECK(!bad);
 }
