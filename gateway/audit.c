@@ -611,19 +611,22 @@ static void deliver(struct audit *a, struct item *list);
  */
 static void wait_window(struct audit *a)
 {
-    struct timespec due;
+    struct timespec due, now;
 
-    if (a->window_us > 0 && !a->stop) {
-        due = a->last_batch;
-        due.tv_nsec += a->window_us * 1000L;
-        due.tv_sec += due.tv_nsec / 1000000000L;
-        due.tv_nsec %= 1000000000L;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    due = a->last_batch;
+    due.tv_nsec += a->window_us * 1000L;
+    due.tv_sec += due.tv_nsec / 1000000000L;
+    due.tv_nsec %= 1000000000L;
+    if (a->window_us > 0 && !a->stop &&
+        (now.tv_sec < due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec < due.tv_nsec))) {
         pthread_mutex_unlock(&a->mu);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR)
             ;
         pthread_mutex_lock(&a->mu);
+        clock_gettime(CLOCK_MONOTONIC, &now);
     }
-    clock_gettime(CLOCK_MONOTONIC, &a->last_batch);
+    a->last_batch = now;
 }
 
 static void *writer_main(void *arg)
