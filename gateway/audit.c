@@ -79,10 +79,11 @@ struct audit {
     unsigned char prev[32];
     uint64_t since_cp;
     uint64_t file_first_seq;
-    off_t good_size; /* bytes of the current file known written */
-    int dirty;       /* written but not synced yet */
-    long window_us;  /* group commit: at most one batch per window */
-    struct timespec last_batch;
+    off_t good_size;                        /* bytes of the current file known written */
+    int dirty;                              /* written but not synced yet */
+    long window_us;                         /* group commit: at most one sync per window, under load */
+    struct timespec batch_start, last_sync; /* of this batch; of the last synced one */
+    int company;                            /* durable entries the last sync covered */
     struct buf out;
     /* Shared, read by the loop. */
     atomic_int healthy;
@@ -578,7 +579,7 @@ static void process(struct audit *a, struct item *list)
 {
     struct chain_state cs;
     struct item *it;
-    int durable = 0, ok;
+    int durable = 0, ndurable = 0, ok;
 
     save_state(a, &cs);
     buf_reset(&a->out);
@@ -589,12 +590,17 @@ static void process(struct audit *a, struct item *list)
             continue;
         }
         durable |= it->durable;
+        ndurable += it->durable != 0;
         if (a->key != NULL && a->since_cp >= (uint64_t)a->every && checkpoint_line(a) != 0)
             log_error("audit checkpoint could not be signed");
     }
     ok = atomic_load(&a->healthy) && commit(a, durable) == 0;
     if (!ok)
         restore_state(a, &cs);
+    else if (durable) {
+        a->last_sync = a->batch_start;
+        a->company = ndurable;
+    }
     for (it = list; it != NULL; it = it->next)
         it->ok = ok && it->ok == 0;
 }
@@ -602,23 +608,25 @@ static void process(struct audit *a, struct item *list)
 static void deliver(struct audit *a, struct item *list);
 
 /*
- * Group commit (a->mu held): when the last batch began less than a window
- * ago, sleep until the window ends so that entries arriving meanwhile join
- * this batch. One fdatasync costs tens of microseconds of CPU on a virtual
- * disk; under load this turns one sync per few requests into one per many.
- * An idle writer, or one asked to stop, goes at once. Enqueuers do not wake
- * a sleeping window (writer_waiting is 0).
+ * Group commit (a->mu held): under load, sleep until one window after the
+ * last sync began, so that entries arriving meanwhile share the next one.
+ * "Under load" is when the last sync covered two or more durable entries:
+ * a lone caller (one decision per sync, its outcome in between) never
+ * waits, nor does a writer asked to stop. One fdatasync costs tens of
+ * microseconds of CPU on a virtual disk; under load this turns one sync per
+ * few requests into one per many. Enqueuers do not wake a sleeping window
+ * (writer_waiting is 0).
  */
 static void wait_window(struct audit *a)
 {
     struct timespec due, now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    due = a->last_batch;
+    due = a->last_sync;
     due.tv_nsec += a->window_us * 1000L;
     due.tv_sec += due.tv_nsec / 1000000000L;
     due.tv_nsec %= 1000000000L;
-    if (a->window_us > 0 && !a->stop &&
+    if (a->window_us > 0 && a->company >= 2 && !a->stop &&
         (now.tv_sec < due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec < due.tv_nsec))) {
         pthread_mutex_unlock(&a->mu);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR)
@@ -626,7 +634,7 @@ static void wait_window(struct audit *a)
         pthread_mutex_lock(&a->mu);
         clock_gettime(CLOCK_MONOTONIC, &now);
     }
-    a->last_batch = now;
+    a->batch_start = now;
 }
 
 static void *writer_main(void *arg)

@@ -7,9 +7,10 @@
  * The loop hands over entry bodies; the writer numbers and chains them in
  * file order, writes a batch, runs one fdatasync for the batch when any entry
  * asked for durability, and then wakes each waiting request on the loop.
- * Under load it starts at most one batch per group_commit_us: entries that
- * arrive meanwhile wait for it, so a busy gateway pays one sync for many
- * requests; an idle one syncs at once.
+ * Under load (the last sync covered two or more durable entries) it runs at
+ * most one sync per group_commit_us: entries that arrive meanwhile wait for
+ * it, so a busy gateway pays one sync for many requests; a lone caller's
+ * entry is synced at once.
  * Entries that did not ask for durability are synced with the next batch
  * that does, or within 100 ms when the writer is idle.
  * With a signing key it appends Ed25519-signed checkpoints. When a write or
@@ -37,7 +38,7 @@ struct audit_opts {
     long checkpoint_every;   /* entries (>= 1; config validates it) */
     long checkpoint_seconds; /* >= 1 */
     long long rotate_bytes;  /* 0: only by signal */
-    long group_commit_us;    /* at most one batch per this many us; 0: no wait */
+    long group_commit_us;    /* under load, at most one sync per this many us; 0: no wait */
 };
 
 /* Called on the loop thread: ok = 1 when the entry is written (and synced
