@@ -81,6 +81,7 @@ struct audit {
     uint64_t file_first_seq;
     off_t good_size;                        /* bytes of the current file known written */
     int dirty;                              /* written but not synced yet */
+    struct timespec dirty_since;            /* since when */
     long window_us;                         /* group commit: at most one sync per window, under load */
     struct timespec batch_start, last_sync; /* of this batch; of the last synced one */
     int company;                            /* durable entries the last sync covered */
@@ -222,8 +223,9 @@ static int commit(struct audit *a, int sync)
         }
         met_hist_observe(&a->sync_hist, since_s(&t0));
         a->dirty = 0;
-    } else if (a->out.len > 0) {
+    } else if (a->out.len > 0 && !a->dirty) {
         a->dirty = 1;
+        clock_gettime(CLOCK_MONOTONIC, &a->dirty_since);
     }
     buf_reset(&a->out);
     atomic_store(&a->last_seq, a->seq);
@@ -707,6 +709,10 @@ static void *writer_main(void *arg)
             }
             run = run->next;
         }
+        /* Entries nobody waits for are synced within AUDIT_LAZY_SYNC_MS even
+         * when the queue never goes quiet (a flood of refusals). */
+        if (atomic_load(&a->healthy) && a->dirty && since_s(&a->dirty_since) * 1000.0 >= AUDIT_LAZY_SYNC_MS)
+            commit(a, 1);
         /* Rotation by size happens between batches. */
         if (atomic_load(&a->healthy) && a->rotate_bytes > 0 && a->good_size >= a->rotate_bytes)
             rotate(a, 1);

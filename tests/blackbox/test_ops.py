@@ -822,6 +822,25 @@ def test_without_group_commit_window_concurrent_deletions_sync_more_often(make_g
     assert syncs > n // 4, syncs
 
 
+def test_refusals_in_a_steady_stream_reach_the_disk_within_the_lazy_sync_time(make_gateway, sim, keys):
+    # Refusals are not synced before answering (nothing is forwarded); they
+    # must still reach the disk within 100 ms even when the queue never goes
+    # quiet for that long.
+    admin = gwtest.free_port()
+    gw = make_gateway(sim.url, config=fast(admin_listen="127.0.0.1:%d" % admin, workers=1))
+    tok = keys.token()
+    before = metrics(admin).value("smc_gateway_audit_sync_seconds_count")
+    refused = 0
+    t_end = time.time() + 1.5
+    while time.time() < t_end:
+        r = gw.delete("j-zz9", tok)
+        assert r.status == 403, r
+        refused += 1
+        time.sleep(0.03)
+    syncs = metrics(admin).value("smc_gateway_audit_sync_seconds_count") - before
+    assert syncs >= 5, (syncs, refused)
+
+
 def test_full_upstream_queue_is_503_with_retry_after(make_gateway, sim, keys):
     # Upstream concurrency and queue are per worker thread: one worker here.
     gw = make_gateway(sim.url, config=fast(workers=1, limits={"max_upstream_concurrency": 1, "max_upstream_queue": 1}))
