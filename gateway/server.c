@@ -769,14 +769,15 @@ struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, co
     /* With several workers each binds its own socket with SO_REUSEPORT; the
      * first checks that the port is free, the others take its port (the
      * configured one may be 0: any). */
-    if (first_fd >= 0)
-        port = bound_port(first_fd);
-    if (w != NULL && cfg->workers > 1 && first_fd < 0 && port != 0 && port_is_free(host, port) != 0)
+    if (first_fd >= 0 && (port = bound_port(first_fd)) < 0)
         s->bound = NULL;
-    else if (port >= 0)
+    else if (w != NULL && cfg->workers > 1 && first_fd < 0 && port != 0 && port_is_free(host, port) != 0)
+        s->bound = NULL;
+    else
         s->bound = bind_listener(s->http, base, host, port, backlog, w != NULL && cfg->workers > 1);
     if (s->bound == NULL) {
-        buf_printf(err, "%s: %s: cannot bind %s:%d\n", cfg->path, w ? "listen" : "admin_listen", host, port);
+        buf_printf(err, "%s: %s: cannot bind %s:%d\n", cfg->path, w ? "listen" : "admin_listen", host,
+                   w ? cfg->listen_port : cfg->admin_port);
         goto out;
     }
     ret = s;
