@@ -84,7 +84,6 @@ struct audit {
     struct timespec dirty_since;            /* since when */
     long window_us;                         /* group commit: at most one sync per window, under load */
     struct timespec batch_start, last_sync; /* of this batch; of the last synced one */
-    int company;                            /* durable entries the last sync covered */
     struct buf out;
     /* Shared, read by the loop. */
     atomic_int healthy;
@@ -581,7 +580,7 @@ static void process(struct audit *a, struct item *list)
 {
     struct chain_state cs;
     struct item *it;
-    int durable = 0, ndurable = 0, ok;
+    int durable = 0, ok;
 
     save_state(a, &cs);
     buf_reset(&a->out);
@@ -591,18 +590,15 @@ static void process(struct audit *a, struct item *list)
             it->ok = -1;
             continue;
         }
-        durable |= it->durable;
-        ndurable += it->durable != 0;
+        durable |= it->durable != 0;
         if (a->key != NULL && a->since_cp >= (uint64_t)a->every && checkpoint_line(a) != 0)
             log_error("audit checkpoint could not be signed");
     }
     ok = atomic_load(&a->healthy) && commit(a, durable) == 0;
     if (!ok)
         restore_state(a, &cs);
-    else if (durable) {
+    else if (durable)
         a->last_sync = a->batch_start;
-        a->company = ndurable;
-    }
     for (it = list; it != NULL; it = it->next)
         it->ok = ok && it->ok == 0;
 }
@@ -610,25 +606,28 @@ static void process(struct audit *a, struct item *list)
 static void deliver(struct audit *a, struct item *list);
 
 /*
- * Group commit (a->mu held): under load, sleep until one window after the
- * last sync began, so that entries arriving meanwhile share the next one.
- * "Under load" is when the last sync covered two or more durable entries:
- * a lone caller (one decision per sync, its outcome in between) never
- * waits, nor does a writer asked to stop. One fdatasync costs tens of
- * microseconds of CPU on a virtual disk; under load this turns one sync per
- * few requests into one per many. Enqueuers do not wake a sleeping window
- * (writer_waiting is 0).
+ * Group commit (a->mu held): when a waiting durable entry has company (its
+ * caller had other requests in flight, which will soon bring entries of
+ * their own), sleep until one window after the last sync began, so that
+ * they share the next sync. A lone caller never waits, nor does a writer
+ * asked to stop. One fdatasync costs tens of microseconds of CPU on a
+ * virtual disk; under load this turns one sync per few requests into one
+ * per many. Enqueuers do not wake a sleeping window (writer_waiting is 0).
  */
 static void wait_window(struct audit *a)
 {
     struct timespec due, now;
+    const struct item *it;
+    int company = 0;
 
+    for (it = a->pending; it != NULL && !company; it = it->next)
+        company = it->kind == I_ENTRY && it->durable == AUDIT_SYNC_SHARED;
     clock_gettime(CLOCK_MONOTONIC, &now);
     due = a->last_sync;
     due.tv_nsec += a->window_us * 1000L;
     due.tv_sec += due.tv_nsec / 1000000000L;
     due.tv_nsec %= 1000000000L;
-    if (a->window_us > 0 && a->company >= 2 && !a->stop &&
+    if (a->window_us > 0 && company && !a->stop &&
         (now.tv_sec < due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec < due.tv_nsec))) {
         pthread_mutex_unlock(&a->mu);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR)

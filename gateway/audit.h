@@ -7,10 +7,10 @@
  * The loop hands over entry bodies; the writer numbers and chains them in
  * file order, writes a batch, runs one fdatasync for the batch when any entry
  * asked for durability, and then wakes each waiting request on the loop.
- * Under load (the last sync covered two or more durable entries) it runs at
- * most one sync per group_commit_us: entries that arrive meanwhile wait for
- * it, so a busy gateway pays one sync for many requests; a lone caller's
- * entry is synced at once.
+ * When a durable entry has company (its caller had other requests in
+ * flight) it runs at most one sync per group_commit_us: entries that arrive
+ * meanwhile share it, so a busy gateway pays one sync for many requests; a
+ * lone caller's entry is synced at once.
  * Entries that did not ask for durability are synced with the next batch
  * that does, or within 100 ms when the writer is idle.
  * With a signing key it appends Ed25519-signed checkpoints. When a write or
@@ -41,6 +41,9 @@ struct audit_opts {
     long group_commit_us;    /* under load, at most one sync per this many us; 0: no wait */
 };
 
+#define AUDIT_SYNC 1
+#define AUDIT_SYNC_SHARED 2
+
 /* Called on the loop thread: ok = 1 when the entry is written (and synced
  * when it asked to be durable), 0 when it could not be recorded. */
 typedef void (*audit_done_cb)(void *arg, int ok);
@@ -65,7 +68,10 @@ struct audit_port *audit_port_new(struct audit *a, struct event_base *base);
 /*
  * Append one entry, from any thread. body is a JSON object text beginning
  * with '{' (the caller builds it; it must not contain "seq" or "prev");
- * audit_append takes ownership of it (malloc'ed). cb (may be NULL) runs later
+ * audit_append takes ownership of it (malloc'ed). durable: 0, synced
+ * within 100 ms; AUDIT_SYNC, synced before cb runs; AUDIT_SYNC_SHARED, the
+ * same, and the caller has other requests in flight, so the sync may wait
+ * for a group-commit window to be shared. cb (may be NULL) runs later
  * on the loop of port (NULL: the creating loop's), never from inside this
  * call. Returns -1 only when the entry was refused at once (the log is
  * failed): cb is then still called, with ok = 0.

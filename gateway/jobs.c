@@ -573,7 +573,9 @@ static void record_and_forward(struct job *j)
     entry_str(&b, "credential", j->cred->name);
     entry_str(&b, "access_key_id", masked);
     /* Forward only once this entry is on disk (on_decision_durable). */
-    submit(j, &b, 1, on_decision_durable, j);
+    /* Other requests in flight will bring decisions of their own: the
+     * writer may then hold this sync briefly so that they share it. */
+    submit(j, &b, gw_jobs_in_flight(j->gw) > 1 ? AUDIT_SYNC_SHARED : AUDIT_SYNC, on_decision_durable, j);
 }
 
 static void release_slot(struct job *j)
@@ -820,7 +822,7 @@ static void on_audit_page(void *arg, int ok, char *page, size_t count, uint64_t 
     entry_identity(&b, j);
     entry_str(&b, "filters", j->query);
     buf_printf(&b, ",\"count\":%zu", count);
-    submit(j, &b, 1, on_audit_read_durable, j);
+    submit(j, &b, AUDIT_SYNC, on_audit_read_durable, j);
 }
 
 static void audit_read_authorized(struct job *j);
