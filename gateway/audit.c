@@ -605,6 +605,15 @@ static void process(struct audit *a, struct item *list)
 
 static void deliver(struct audit *a, struct item *list);
 
+/* Nanoseconds until written but unsynced entries must be synced (0: now):
+ * AUDIT_LAZY_SYNC_MS after the first of them, busy or idle. */
+static long long lazy_due_ns(const struct audit *a)
+{
+    long long left = AUDIT_LAZY_SYNC_MS * 1000000LL - (long long)(since_s(&a->dirty_since) * 1e9);
+
+    return left > 0 ? left : 0;
+}
+
 /*
  * Group commit (a->mu held): when a waiting durable entry has company (its
  * caller had other requests in flight, which will soon bring entries of
@@ -648,9 +657,11 @@ static void *writer_main(void *arg)
     for (;;) {
         while (a->pending == NULL && !a->stop) {
             if (atomic_load(&a->healthy) && a->dirty) {
-                /* Entries without a durability wait: synced when idle, or with the next batch. */
+                /* Entries without a durability wait: synced when due, or with the next batch. */
+                long long due = lazy_due_ns(a);
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += AUDIT_LAZY_SYNC_MS * 1000000L;
+                ts.tv_sec += (time_t)(due / 1000000000LL);
+                ts.tv_nsec += (long)(due % 1000000000LL);
                 if (ts.tv_nsec >= 1000000000L) {
                     ts.tv_sec++;
                     ts.tv_nsec -= 1000000000L;
@@ -710,7 +721,7 @@ static void *writer_main(void *arg)
         }
         /* Entries nobody waits for are synced within AUDIT_LAZY_SYNC_MS even
          * when the queue never goes quiet (a flood of refusals). */
-        if (atomic_load(&a->healthy) && a->dirty && since_s(&a->dirty_since) * 1000.0 >= AUDIT_LAZY_SYNC_MS)
+        if (atomic_load(&a->healthy) && a->dirty && lazy_due_ns(a) == 0)
             commit(a, 1);
         /* Rotation by size happens between batches. */
         if (atomic_load(&a->healthy) && a->rotate_bytes > 0 && a->good_size >= a->rotate_bytes)
