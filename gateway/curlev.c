@@ -110,7 +110,13 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
         evtimer_del(c->timer);
         return 0;
     }
-    /* Zero means "act now": run it from the loop, not from inside curl. */
+    /* Zero means "act now": run it from the loop, not from inside curl,
+     * in this loop pass (a zero timer would cost a poll round first). */
+    if (timeout_ms == 0) {
+        evtimer_del(c->timer);
+        event_active(c->timer, EV_TIMEOUT, 1);
+        return 0;
+    }
     tv.tv_sec = timeout_ms / 1000;
     tv.tv_usec = (timeout_ms % 1000) * 1000;
     evtimer_add(c->timer, &tv);

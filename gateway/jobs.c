@@ -24,8 +24,6 @@
 #include "sign.h"
 #include "upstream.h"
 
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +43,11 @@ struct job {
     struct worker *w; /* the worker thread serving the request */
     struct gw *gw;
     struct gw_config *cfg; /* reference held until job_free */
-    struct evhttp_request *http;
-    struct job *qnext;    /* in gw's upstream queue */
-    struct event *qtimer; /* bound on the time spent queued */
-    int holds_slot;       /* counted in w->upstream_active */
-    int status;           /* what the caller got (0: nothing yet) */
+    struct srv_req *http;  /* borrowed from the server until the reply */
+    struct job *qnext;     /* in gw's upstream queue */
+    struct event *qtimer;  /* bound on the time spent queued */
+    int holds_slot;        /* counted in w->upstream_active */
+    int status;            /* what the caller got (0: nothing yet) */
     char request_id[160];
     char job_id[ROUTE_JOB_ID_MAX + 1];
     char peer_ip[64];
@@ -74,32 +72,6 @@ struct job {
     uint64_t page_next;
 };
 
-static const char *method_name(enum evhttp_cmd_type m)
-{
-    switch (m) {
-    case EVHTTP_REQ_GET:
-        return "GET";
-    case EVHTTP_REQ_POST:
-        return "POST";
-    case EVHTTP_REQ_HEAD:
-        return "HEAD";
-    case EVHTTP_REQ_PUT:
-        return "PUT";
-    case EVHTTP_REQ_DELETE:
-        return "DELETE";
-    case EVHTTP_REQ_OPTIONS:
-        return "OPTIONS";
-    case EVHTTP_REQ_TRACE:
-        return "TRACE";
-    case EVHTTP_REQ_CONNECT:
-        return "CONNECT";
-    case EVHTTP_REQ_PATCH:
-        return "PATCH";
-    default:
-        return "OTHER";
-    }
-}
-
 /* The path as an auditor should read it: at most JOBS_PATH_MAX bytes of the
  * target, bytes outside printable ASCII (and '"', '\') percent-encoded. */
 static void escape_path(char *out, size_t outlen, const char *uri)
@@ -120,7 +92,7 @@ static void escape_path(char *out, size_t outlen, const char *uri)
     out[n] = '\0';
 }
 
-static struct job *job_new(struct worker *w, struct evhttp_request *req, const char *job_id, const char *request_id)
+static struct job *job_new(struct worker *w, struct srv_req *req, const char *job_id, const char *request_id)
 {
     struct job *j = calloc(1, sizeof(*j));
 
@@ -134,12 +106,12 @@ static struct job *job_new(struct worker *w, struct evhttp_request *req, const c
     j->allow = "DELETE";
     snprintf(j->request_id, sizeof(j->request_id), "%s", request_id);
     snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
-    j->method = method_name(evhttp_request_get_command(req));
-    escape_path(j->path, sizeof(j->path), evhttp_request_get_uri(req));
-    srv_addresses(w->srv, req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
+    j->method = http_method_name(srv_head(req)->method);
+    escape_path(j->path, sizeof(j->path), srv_head(req)->target);
+    srv_addresses(req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
     if (j->cfg->has_tls) {
         char ids[TLS_IDS_MAX][TLS_ID_MAX];
-        size_t n = srv_client_cert(w->srv, req, ids, TLS_IDS_MAX);
+        size_t n = srv_client_cert(req, ids, TLS_IDS_MAX);
         if (n > 0 && (j->cert_ids = malloc(n * sizeof(*j->cert_ids))) != NULL) {
             memcpy(j->cert_ids, ids, n * sizeof(*j->cert_ids));
             j->ncert_ids = n;
@@ -174,7 +146,7 @@ static void job_problem(struct job *j, int status, const char *type, const char 
                         const char *extra)
 {
     j->status = status;
-    srv_problem(j->w->srv, j->http, j->request_id, status, type, title, detail, extra);
+    srv_problem(j->http, j->request_id, status, type, title, detail, extra);
 }
 
 /* Common leading members of every entry about this request. */
@@ -286,7 +258,6 @@ static void refuse(struct job *j, int status, const char *reason, const char *ty
 {
     struct buf b;
     int authenticated = j->id.sub != NULL, record = 1;
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(j->http);
 
     met_decision(j->gw->metrics, "deny", strncmp(reason, "invalid_token:", 14) == 0 ? "invalid_token" : reason);
     if (!authenticated) {
@@ -306,53 +277,41 @@ static void refuse(struct job *j, int status, const char *reason, const char *ty
         submit(j, &b, 0, NULL, NULL);
     }
     if (close_conn)
-        evhttp_add_header(oh, "Connection", "close");
+        srv_add_header(j->http, "Connection", "close");
     if (www_auth != NULL)
-        evhttp_add_header(oh, "WWW-Authenticate", www_auth);
+        srv_add_header(j->http, "WWW-Authenticate", www_auth);
     if (status == 405)
-        evhttp_add_header(oh, "Allow", j->allow);
+        srv_add_header(j->http, "Allow", j->allow);
     job_problem(j, status, type, title, detail, NULL);
     job_free(j);
-}
-
-/* Count the instances of header name (case-insensitive). */
-static int header_count(struct evkeyvalq *h, const char *name)
-{
-    int n = 0;
-
-    for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
-        if (strcasecmp(kv->key, name) == 0)
-            n++;
-    return n;
 }
 
 /* HTTP hygiene: 0 when the request may go on, else refused already. */
 static int check_hygiene(struct job *j)
 {
-    struct evkeyvalq *h = evhttp_request_get_input_headers(j->http);
-    const char *cl = evhttp_find_header(h, "Content-Length");
-    size_t bodylen = evbuffer_get_length(evhttp_request_get_input_buffer(j->http));
+    const struct http_head *h = srv_head(j->http);
+    const char *cl = http_field(h, "Content-Length");
     const char *ticket;
 
-    if (header_count(h, "Transfer-Encoding") > 0) {
+    if (http_field_count(h, "Transfer-Encoding") > 0) {
         refuse(j, 400, "transfer_encoding", "bad-request", "Transfer-Encoding is not accepted",
                "DELETE takes no body; Transfer-Encoding is refused to rule out request smuggling", 1, NULL);
         return -1;
     }
-    if (header_count(h, "Content-Length") > 1) {
+    if (http_field_count(h, "Content-Length") > 1) {
         refuse(j, 400, "duplicate_content_length", "bad-request", "Content-Length is sent more than once",
                "Two Content-Length headers make the message length ambiguous", 1, NULL);
         return -1;
     }
-    if (bodylen > 0 || (cl != NULL && strcmp(cl, "0") != 0)) {
+    if (cl != NULL && strcmp(cl, "0") != 0) {
         refuse(j, 400, "body_not_allowed", "bad-request", "DELETE takes no body", NULL, 1, NULL);
         return -1;
     }
-    if (header_count(h, "X-Change-Ticket") > 1) {
+    if (http_field_count(h, "X-Change-Ticket") > 1) {
         refuse(j, 400, "bad_ticket", "bad-ticket", "X-Change-Ticket is sent more than once", NULL, 0, NULL);
         return -1;
     }
-    ticket = evhttp_find_header(h, "X-Change-Ticket");
+    ticket = http_field(h, "X-Change-Ticket");
     if (ticket != NULL) {
         if (!route_valid_ticket(ticket)) {
             refuse(j, 400, "bad_ticket", "bad-ticket", "X-Change-Ticket is invalid",
@@ -387,8 +346,8 @@ static void on_jwks_refreshed(void *arg)
  */
 static void authenticate(struct job *j)
 {
-    struct evkeyvalq *h = evhttp_request_get_input_headers(j->http);
-    const char *authz = evhttp_find_header(h, "Authorization");
+    const struct http_head *h = srv_head(j->http);
+    const char *authz = http_field(h, "Authorization");
     const struct gw_config *c = j->cfg;
     struct auth_params p = {c->auth.algs, c->auth.issuer, c->auth.audience, c->auth.leeway_s, c->auth.max_age_s};
     const struct auth_keyset *keys;
@@ -409,7 +368,7 @@ static void authenticate(struct job *j)
                0, "Bearer");
         return;
     }
-    if (header_count(h, "Authorization") > 1) {
+    if (http_field_count(h, "Authorization") > 1) {
         refuse(j, 401, "invalid_token:malformed", "invalid-token", "The bearer token was not accepted",
                "Authorization is sent more than once", 0, "Bearer error=\"invalid_token\"");
         return;
@@ -483,7 +442,7 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
         buf_adds(&b, ",\"upstream_request_id\":");
         buf_json_str(&b, m->upstream_request_id, strlen(m->upstream_request_id));
         buf_addc(&b, '}');
-        srv_reply_json(j->w->srv, j->http, j->request_id, 200, b.p ? b.p : "{}");
+        srv_reply_json(j->http, j->request_id, 200, b.p ? b.p : "{}");
         buf_free(&b);
     } else {
         buf_init(&extra, 4096);
@@ -494,7 +453,7 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
         entry_str(&extra, "gateway_error", o->gateway_error);
         if (m->status == 429) {
             snprintf(num, sizeof(num), "%ld", o->retry_after_s > 0 ? o->retry_after_s : 1);
-            evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
+            srv_add_header(j->http, "Retry-After", num);
         }
         job_problem(j, m->status, m->type, m->title,
                     strcmp(m->result, "unknown") == 0
@@ -540,7 +499,7 @@ static void on_decision_durable(void *arg, int ok)
 
     if (!ok) {
         log_msg(LOG_LVL_ERROR, j->request_id, "decision entry for %s not durable: request refused with 503", j->job_id);
-        evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "5");
+        srv_add_header(j->http, "Retry-After", "5");
         job_problem(j, 503, "audit-unavailable", "The audit log cannot record this request",
                     "Nothing was forwarded. The gateway refuses deletions until its audit log is writable again.",
                     NULL);
@@ -615,7 +574,7 @@ static void on_queue_timeout(evutil_socket_t fd, short what, void *arg)
     if (j->w->queue_tail == &j->qnext)
         j->w->queue_tail = pp;
     atomic_fetch_sub(&j->w->upstream_queued, 1);
-    evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "1");
+    srv_add_header(j->http, "Retry-After", "1");
     refuse(j, 503, "upstream_busy", "overloaded", "The gateway is at its upstream concurrency limit",
            "The request waited for an upstream slot too long; nothing was forwarded", 0, NULL);
 }
@@ -636,7 +595,7 @@ static void acquire_slot(struct job *j)
     if (atomic_load(&w->upstream_queued) >= l->max_upstream_queue ||
         (j->qtimer = evtimer_new(w->base, on_queue_timeout, j)) == NULL) {
         met_inc(j->gw->metrics, MET_UPSTREAM_QUEUE_FULL);
-        evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", "1");
+        srv_add_header(j->http, "Retry-After", "1");
         refuse(j, 503, "upstream_busy", "overloaded", "The gateway is at its upstream concurrency limit",
                "Nothing was forwarded; retry shortly", 0, NULL);
         return;
@@ -698,7 +657,7 @@ static int rate_refused(struct job *j, long wait, const char *reason, const char
     if (wait <= 0)
         return 0;
     snprintf(num, sizeof(num), "%ld", wait);
-    evhttp_add_header(evhttp_request_get_output_headers(j->http), "Retry-After", num);
+    srv_add_header(j->http, "Retry-After", num);
     refuse(j, 429, reason, "rate-limited", title,
            "Nothing was forwarded; retry after the number of seconds in Retry-After", 0, NULL);
     return -1;
@@ -752,13 +711,13 @@ static void decide(struct job *j)
     acquire_slot(j);
 }
 
-void jobs_handle(struct worker *w, struct evhttp_request *req, enum route_kind kind, const char *job_id,
+void jobs_handle(struct worker *w, struct srv_req *req, enum route_kind kind, const char *job_id,
                  const char *request_id)
 {
     struct job *j = job_new(w, req, kind == ROUTE_JOB ? job_id : "", request_id);
 
     if (j == NULL) {
-        srv_problem(w->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
+        srv_problem(req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
         return;
     }
     if (kind == ROUTE_NOT_FOUND) {
@@ -770,7 +729,7 @@ void jobs_handle(struct worker *w, struct evhttp_request *req, enum route_kind k
                "A JobId is j- followed by 1 to 64 ASCII letters or digits", 0, NULL);
         return;
     }
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_DELETE) {
+    if (srv_head(req)->method != HTTP_M_DELETE) {
         refuse(j, 405, "method_not_allowed", "method-not-allowed", "Only DELETE is allowed on this resource", NULL, 0,
                NULL);
         return;
@@ -800,7 +759,7 @@ static void on_audit_read_durable(void *arg, int ok)
     else
         buf_adds(&b, "],\"next_cursor\":null}");
     j->status = 200;
-    srv_reply_json(j->w->srv, j->http, j->request_id, 200, b.p ? b.p : "{\"entries\":[]}");
+    srv_reply_json(j->http, j->request_id, 200, b.p ? b.p : "{\"entries\":[]}");
     buf_free(&b);
     job_free(j);
 }
@@ -827,16 +786,16 @@ static void on_audit_page(void *arg, int ok, char *page, size_t count, uint64_t 
 
 static void audit_read_authorized(struct job *j);
 
-void jobs_audit_read(struct worker *w, struct evhttp_request *req, const char *request_id)
+void jobs_audit_read(struct worker *w, struct srv_req *req, const char *request_id)
 {
     struct job *j = job_new(w, req, "", request_id);
 
     if (j == NULL) {
-        srv_problem(w->srv, req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
+        srv_problem(req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
         return;
     }
     j->allow = "GET";
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+    if (srv_head(req)->method != HTTP_M_GET) {
         refuse(j, 405, "method_not_allowed", "method-not-allowed", "Only GET is allowed on /audit", NULL, 0, NULL);
         return;
     }
@@ -847,7 +806,7 @@ void jobs_audit_read(struct worker *w, struct evhttp_request *req, const char *r
 static void audit_read_authorized(struct job *j)
 {
     struct worker *w = j->w;
-    struct evhttp_request *req = j->http;
+    struct srv_req *req = j->http;
     const char *teams[AUTH_MAX_TEAMS], *why = NULL, *uri, *qs;
     size_t nteams;
     struct ar_query q;
@@ -864,7 +823,7 @@ static void audit_read_authorized(struct job *j)
                "The token names no team listed under \"auditors\" in the policy", 0, NULL);
         return;
     }
-    uri = evhttp_request_get_uri(req);
+    uri = srv_head(req)->target;
     qs = strchr(uri, '?');
     j->query = strndup(qs ? qs + 1 : "", 1024);
     memset(&q, 0, sizeof(q));
@@ -875,7 +834,7 @@ static void audit_read_authorized(struct job *j)
     snprintf(q.path, sizeof(q.path), "%s", j->cfg->audit.file);
     snprintf(q.instance, sizeof(q.instance), "%s", j->cfg->instance);
     if (ar_start(w->reader, &q, on_audit_page, j) != 0) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        srv_add_header(req, "Retry-After", "1");
         job_problem(j, 503, "busy", "Too many reads of the trail are running", NULL, NULL);
         job_free(j);
     }

@@ -10,13 +10,14 @@
 #include "gw.h"
 #include "route.h"
 
-#include <event2/http.h>
+struct srv_req;
 
-/* Handle a request whose path starts with /jobs (kind from route_parse). */
-void jobs_handle(struct worker *w, struct evhttp_request *req, enum route_kind kind, const char *job_id,
+/* Handle a request whose path starts with /jobs (kind from route_parse).
+ * req is the server's until the reply (see server.h). */
+void jobs_handle(struct worker *w, struct srv_req *req, enum route_kind kind, const char *job_id,
                  const char *request_id);
 /* GET /audit: a page of this instance's trail, for the policy's auditors. */
-void jobs_audit_read(struct worker *w, struct evhttp_request *req, const char *request_id);
+void jobs_audit_read(struct worker *w, struct srv_req *req, const char *request_id);
 /* Write the summaries of ended refusal windows (timer, shutdown). */
 void jobs_sweep_refusals(struct gw *gw, int all);
 /* Free the rate-limit buckets held in gw (at exit). */

@@ -229,7 +229,7 @@ static int run(struct gw_config *cfg, const char *config_path)
     gw.cfg = cfg;
     gw.base = event_base_new();
     gw.metrics = met_new();
-    if (gw.base == NULL || gw.metrics == NULL || event_base_priority_init(gw.base, 3) != 0)
+    if (gw.base == NULL || gw.metrics == NULL)
         goto out;
     audit_opts_of(cfg, &ao);
     gw.audit = audit_new(gw.base, &ao, &err);

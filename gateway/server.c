@@ -1,15 +1,15 @@
 /*
  * server: listeners, connections, routing and reply helpers (see server.h).
  *
- * libevent 2.1's evhttp has no connection hooks, so the server builds them
- * from public pieces. It creates each connection's bufferevent (bevcb) and
- * holds a reference to it until the end of that loop pass, when evhttp has
- * attached its connection object (the bufferevent's callback argument);
- * then it asks evhttp for the close callback, which is where a connection
- * stops counting. A read watcher of a higher priority than evhttp's own sees
- * the first bytes of each request head first: it starts the head deadline
- * and, with the PROXY protocol, takes the PROXY header off the socket before
- * evhttp reads it.
+ * Each connection is a socket with a persistent read watcher, a write
+ * watcher used only while a reply waits for room in the socket, and one
+ * timer (the head deadline, the keep-alive idle timeout, or the send
+ * timeout, by state). Reads go into the connection's own capped buffer;
+ * when it holds a whole head, the head is parsed in place and dispatched.
+ * Replies are written at once and the write watcher is armed only when the
+ * kernel takes less than all of it, so a request costs one read and one
+ * write on the caller's socket and no change of the poll set. TLS runs on
+ * the same socket through OpenSSL's non-blocking calls.
  */
 #include "server.h"
 
@@ -21,153 +21,248 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "route.h"
-#include "upstream.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/keyvalq_struct.h>
+#include <arpa/inet.h>
+#include <errno.h>
 #include <event2/listener.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netdb.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SRV_PROXY_HDR_MAX 536 /* largest PROXY header accepted (v1 is at most 107 bytes) */
+#define SRV_PROXY_HDR_MAX 536          /* largest PROXY header accepted (v1 is at most 107 bytes) */
+#define SRV_IN_FIRST 2048              /* first size of a connection's input buffer */
+#define SRV_REPLY_FIELDS 16            /* fields a handler may add to a reply */
+#define SRV_REPLY_FIELD_BYTES 8192     /* their names and values together */
+#define SRV_OUT_MAX (20 * 1024 * 1024) /* a reply, head and body (GET /audit pages are the largest) */
+#define SRV_ACCEPT_BACKOFF_MS 100      /* pause after a failed accept() */
 
-enum conn_state { CONN_HEAD, CONN_BUSY, CONN_IDLE };
+enum conn_state {
+    CONN_HEAD, /* a head is arriving (the head deadline runs) */
+    CONN_BUSY, /* a request is being handled */
+    CONN_IDLE, /* between requests (the idle timeout runs) */
+};
+
+struct srv_req {
+    struct srv_conn *conn;
+    struct http_head head;
+    size_t nfields;                        /* reply fields added */
+    size_t field_off[SRV_REPLY_FIELDS][2]; /* name and value offsets in fields */
+    struct buf fields;                     /* their text, NUL-separated */
+    int close;                             /* Connection: close was added */
+};
 
 struct srv_conn {
     struct srv *srv;
-    struct bufferevent *bev; /* owned by evhttp once adopted */
-    struct event *timer;     /* head deadline */
-    struct event *watch;     /* first bytes of the next head (one-shot) */
-    enum conn_state state;
     int fd;
-    int adopted;
-    int proxy_pending;
+    SSL *ssl;            /* NULL on a plain listener */
+    struct event *rev;   /* readable (persistent, added while reading) */
+    struct event *wev;   /* writable (added only while output waits) */
+    struct event *timer; /* deadline of the current state */
+    enum conn_state state;
+    int reading;          /* rev is added */
+    int writing;          /* wev is added */
+    int peer_eof;         /* the caller sent FIN (or the socket failed) */
+    int close_after;      /* close once the reply is out */
+    int read_wants_write; /* TLS: a read is waiting for the socket to be writable */
+    int write_wants_read; /* TLS: a write is waiting for the socket to be readable */
+    int resume;           /* rev was activated to look at buffered bytes */
+    int in_process;       /* process() is on the stack: freeing waits for it */
+    int dead;             /* to be freed when process() returns */
+    int proxy_pending;    /* the PROXY header has not been read yet */
+    struct buf in;        /* bytes read; the head being served starts at 0 */
+    size_t scanned;       /* http_head_end progress */
+    size_t consumed;      /* bytes of in that belong to the request served */
+    struct buf out;       /* reply being sent */
+    size_t out_off;
+    char peer[PX_ADDR_MAX];
     char proxy_client[PX_ADDR_MAX];
+    struct srv_req req;
     struct srv_conn *next, **pprev; /* all connections */
-    struct srv_conn *adopt_next;    /* waiting for adoption */
 };
 
 struct srv {
     struct gw *gw;
     struct worker *w;        /* the API worker serving this listener; NULL: the admin listener */
     struct event_base *base; /* the loop this listener runs on */
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    struct evconnlistener *listener;
     struct srv_conn *conns; /* every live connection (list) */
-    struct srv_conn **byfd; /* lookup by socket */
-    size_t nfd;
-    struct srv_conn *adopt; /* made this pass, not adopted yet */
-    struct event *adopt_ev;
     long nconns;
     long max_conns;
     long head_timeout_ms;
-    int paused; /* accepting paused at max_conns */
+    long idle_timeout_ms;
+    size_t max_head;
+    long long max_body;
+    int paused;                 /* accepting paused at max_conns */
+    int backoff;                /* accepting paused after accept() failed (out of descriptors) */
+    struct event *accept_again; /* ends the backoff */
     int proxy_protocol;
     SSL_CTX *ssl_ctx; /* the config's context, for new connections */
     uint64_t rid_prefix;
     uint64_t rid_counter;
+    long long date_s; /* the second date is for */
+    char date[40];    /* IMF-fixdate of now, for Date */
 };
 
-static struct srv_conn *conn_of(struct srv *s, struct evhttp_request *req)
-{
-    struct evhttp_connection *ec = req ? evhttp_request_get_connection(req) : NULL;
-    struct bufferevent *bev = ec ? evhttp_connection_get_bufferevent(ec) : NULL;
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-
-    if (fd < 0 || (size_t)fd >= s->nfd || s->byfd[fd] == NULL || s->byfd[fd]->bev != bev)
-        return NULL;
-    return s->byfd[fd];
-}
+static void dispatch(struct srv *s, struct srv_req *r);
+static void process(struct srv_conn *c);
+static void flush(struct srv_conn *c);
 
 static void update_accepting(struct srv *s)
 {
-    struct evconnlistener *l = s->bound ? evhttp_bound_socket_get_listener(s->bound) : NULL;
-
-    if (l == NULL)
+    if (s->listener == NULL)
         return;
     if (!s->paused && s->nconns >= s->max_conns) {
-        evconnlistener_disable(l);
+        evconnlistener_disable(s->listener);
         s->paused = 1;
         met_inc(s->gw->metrics, MET_CONN_LIMIT_HITS);
         log_warn("limits.max_connections (%ld) reached: accepting paused", s->max_conns);
     } else if (s->paused && s->nconns < s->max_conns) {
-        evconnlistener_enable(l);
         s->paused = 0;
+        if (!s->backoff)
+            evconnlistener_enable(s->listener);
     }
 }
 
-/* The connection is over (evhttp is freeing it, or never took it). */
-static void conn_gone(struct srv_conn *c)
+static void on_accept_again(evutil_socket_t fd, short what, void *arg)
+{
+    struct srv *s = arg;
+
+    (void)fd;
+    (void)what;
+    s->backoff = 0;
+    if (s->listener != NULL && !s->paused)
+        evconnlistener_enable(s->listener);
+}
+
+/* accept() failed. Out of descriptors the listening socket stays readable:
+ * pause for a moment instead of spinning on it (as nginx does). */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct srv *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {0, SRV_ACCEPT_BACKOFF_MS * 1000};
+
+    log_warn("accept failed: %s; accepting paused for %d ms", strerror(err), SRV_ACCEPT_BACKOFF_MS);
+    if (!s->backoff && s->accept_again != NULL) {
+        evconnlistener_disable(l);
+        s->backoff = 1;
+        evtimer_add(s->accept_again, &tv);
+    }
+}
+
+/* Free a connection. Bytes the caller sent that were never read are
+ * discarded first: closing a socket with unread bytes sends a reset, which
+ * can destroy the reply still on its way. */
+static void conn_free(struct srv_conn *c)
 {
     struct srv *s = c->srv;
+    char sink[4096];
+    int rounds = 64;
 
-    if (c->fd >= 0 && (size_t)c->fd < s->nfd && s->byfd[c->fd] == c)
-        s->byfd[c->fd] = NULL;
+    if (c->ssl != NULL) {
+        if (!c->peer_eof && SSL_is_init_finished(c->ssl))
+            SSL_shutdown(c->ssl); /* close_notify, best effort (non-blocking) */
+        SSL_free(c->ssl);
+    }
+    if (c->fd >= 0) {
+        while (!c->peer_eof && rounds-- > 0 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+            ;
+        close(c->fd);
+    }
+    if (c->rev != NULL)
+        event_free(c->rev);
+    if (c->wev != NULL)
+        event_free(c->wev);
     if (c->timer != NULL)
         event_free(c->timer);
-    if (c->watch != NULL)
-        event_free(c->watch);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    buf_free(&c->req.fields);
     *c->pprev = c->next;
     if (c->next != NULL)
         c->next->pprev = c->pprev;
     free(c);
     s->nconns--;
-    atomic_fetch_sub(&s->gw->connections, 1);
+    if (s->w != NULL)
+        atomic_fetch_sub(&s->gw->connections, 1);
     update_accepting(s);
 }
 
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+/* Close now, or as soon as process() is off the stack. */
+static void conn_close(struct srv_conn *c)
 {
-    (void)evcon;
-    conn_gone(arg);
+    if (c->in_process)
+        c->dead = 1;
+    else
+        conn_free(c);
 }
 
-/*
- * Close a connection under evhttp's feet: discard what it has not read yet
- * (after shutdown Linux still delivers queued bytes, and evhttp would act on
- * them), then shut the socket; evhttp sees end-of-file and frees it.
- */
-static void kill_conn(struct srv_conn *c)
+static void set_reading(struct srv_conn *c, int on)
 {
-    char sink[4096];
-    int rounds = 64;
-
-    while (rounds-- > 0 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-        ;
-    shutdown(c->fd, SHUT_RDWR);
+    if (on && !c->reading && event_add(c->rev, NULL) == 0)
+        c->reading = 1;
+    else if (!on && c->reading && event_del(c->rev) == 0)
+        c->reading = 0;
 }
 
-static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
+static void set_writing(struct srv_conn *c, int on)
+{
+    if (on && !c->writing && event_add(c->wev, NULL) == 0)
+        c->writing = 1;
+    else if (!on && c->writing && event_del(c->wev) == 0)
+        c->writing = 0;
+}
+
+static void arm_timer(struct srv_conn *c, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    evtimer_add(c->timer, &tv);
+}
+
+/* State change with the timer that goes with it. */
+static void enter(struct srv_conn *c, enum conn_state st)
+{
+    c->state = st;
+    if (st == CONN_HEAD)
+        arm_timer(c, c->srv->head_timeout_ms);
+    else if (st == CONN_IDLE)
+        arm_timer(c, c->srv->idle_timeout_ms);
+    else
+        evtimer_del(c->timer);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct srv_conn *c = arg;
 
     (void)fd;
     (void)what;
-    if (c->state != CONN_HEAD || c->fd < 0)
-        return;
-    met_inc(c->srv->gw->metrics, MET_HEAD_TIMEOUTS);
-    log_info("closing connection fd %d: no complete request within limits.header_timeout_ms (%ld)", c->fd,
-             c->srv->head_timeout_ms);
-    kill_conn(c);
+    if (c->writing) {
+        log_info("closing connection from %s: the reply was not taken within limits.idle_timeout_ms (%ld)", c->peer,
+                 c->srv->idle_timeout_ms);
+    } else if (c->state == CONN_HEAD) {
+        met_inc(c->srv->gw->metrics, MET_HEAD_TIMEOUTS);
+        log_info("closing connection from %s: no complete request within limits.header_timeout_ms (%ld)", c->peer,
+                 c->srv->head_timeout_ms);
+    } else if (c->state == CONN_BUSY) {
+        return; /* the request has deadlines of its own */
+    }
+    conn_close(c);
 }
 
-static void arm_head_deadline(struct srv_conn *c)
-{
-    struct timeval tv = {c->srv->head_timeout_ms / 1000, (c->srv->head_timeout_ms % 1000) * 1000};
-
-    c->state = CONN_HEAD;
-    evtimer_add(c->timer, &tv);
-}
-
-/* Take a PROXY header off the socket before evhttp reads; -1 to close. */
+/* Take a PROXY header off the socket (before TLS, which it precedes).
+ * 0: taken or not complete yet (proxy_pending tells); -1: close. */
 static int take_proxy_header(struct srv_conn *c)
 {
     unsigned char hdr[SRV_PROXY_HDR_MAX];
@@ -175,11 +270,11 @@ static int take_proxy_header(struct srv_conn *c)
     long used;
 
     if (n <= 0)
-        return n == 0 ? -1 : 0;
+        return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ? -1 : 0;
     used = px_proxy_header(hdr, (size_t)n, c->proxy_client, sizeof(c->proxy_client));
     if (used <= 0) {
         /* Not a header, or one split across packets: proxies send it whole. */
-        log_info("closing connection fd %d: no complete PROXY protocol header", c->fd);
+        log_info("closing connection from %s: no complete PROXY protocol header", c->peer);
         return -1;
     }
     if (recv(c->fd, hdr, (size_t)used, 0) != used)
@@ -188,116 +283,294 @@ static int take_proxy_header(struct srv_conn *c)
     return 0;
 }
 
-/* Bytes arrived (before evhttp reads them: this watcher has priority). */
-static void on_watch(evutil_socket_t fd, short what, void *arg)
+/*
+ * Read what the socket has into c->in (TLS: until OpenSSL wants more).
+ * Sets peer_eof at end of stream or on an error; stops reading when the
+ * buffer is at its cap. -1 when the connection must close now.
+ */
+static int fill(struct srv_conn *c)
+{
+    size_t room;
+    int rc = 0;
+
+    if (c->proxy_pending) {
+        if (take_proxy_header(c) != 0)
+            return -1;
+        if (c->proxy_pending)
+            return 0;
+    }
+    for (;;) {
+        /* The cap is the head limit (a reload may lower it below what is held). */
+        c->in.max = c->srv->max_head > c->in.len ? c->srv->max_head : c->in.len;
+        room = c->in.cap > c->in.len + 1 ? c->in.cap - c->in.len - 1 : 0;
+        if (room == 0 && c->in.len < c->in.max) {
+            size_t more = c->in.cap ? c->in.cap : SRV_IN_FIRST;
+            if (more > c->in.max - c->in.len)
+                more = c->in.max - c->in.len;
+            if (buf_grow(&c->in, more) == 0)
+                room = c->in.cap - c->in.len - 1;
+        }
+        if (room == 0) {
+            set_reading(c, 0); /* full: no more until the request is served */
+            break;
+        }
+        if (c->ssl == NULL) {
+            ssize_t n = recv(c->fd, c->in.p + c->in.len, room, 0);
+            if (n > 0) {
+                c->in.len += (size_t)n;
+                c->in.p[c->in.len] = '\0';
+            } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                c->peer_eof = 1;
+            }
+            break; /* one read a wakeup: the poll says when there is more */
+        } else {
+            size_t n = 0;
+            int r = SSL_read_ex(c->ssl, c->in.p + c->in.len, room, &n), e;
+            if (r == 1) {
+                c->in.len += n;
+                c->in.p[c->in.len] = '\0';
+                continue;
+            }
+            e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE) {
+                c->read_wants_write = 1;
+                set_writing(c, 1);
+            } else if (e == SSL_ERROR_ZERO_RETURN) {
+                c->peer_eof = 1;
+            } else if (e != SSL_ERROR_WANT_READ) {
+                /* A failed handshake (OpenSSL has sent its alert) or a broken stream. */
+                ERR_clear_error();
+                c->peer_eof = 1;
+                if (!SSL_is_init_finished(c->ssl))
+                    rc = -1;
+            }
+            break;
+        }
+    }
+    if (c->peer_eof)
+        set_reading(c, 0);
+    return rc;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct srv_conn *c = arg;
+    int resume = c->resume;
+
+    (void)fd;
+    (void)what;
+    c->resume = 0;
+    if (c->write_wants_read) {
+        c->write_wants_read = 0;
+        flush(c); /* may free c */
+        return;
+    }
+    if (!resume && fill(c) != 0) {
+        conn_free(c);
+        return;
+    }
+    process(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
 {
     struct srv_conn *c = arg;
 
     (void)fd;
     (void)what;
-    if (c->proxy_pending && take_proxy_header(c) != 0) {
-        kill_conn(c);
+    if (c->read_wants_write) {
+        c->read_wants_write = 0;
+        if (c->out.len == c->out_off)
+            set_writing(c, 0);
+        on_read(c->fd, EV_READ, c);
         return;
     }
-    if (c->state == CONN_IDLE)
-        arm_head_deadline(c);
+    flush(c);
 }
 
-/* End of the loop pass that accepted: evhttp's connection object now exists. */
-static void on_adopt(evutil_socket_t fd, short what, void *arg)
+static void make_request_id(struct srv *s, char *out, size_t outlen)
 {
-    struct srv *s = arg;
-    struct srv_conn *c;
-
-    (void)fd;
-    (void)what;
-    while ((c = s->adopt) != NULL) {
-        void *cbarg = NULL;
-        bufferevent_event_cb eventcb = NULL;
-        s->adopt = c->adopt_next;
-        bufferevent_getcb(c->bev, NULL, NULL, &eventcb, &cbarg);
-        if (eventcb == NULL || cbarg == NULL) {
-            /* evhttp already dropped it (it failed to set up). */
-            struct bufferevent *bev = c->bev;
-            conn_gone(c);
-            bufferevent_decref(bev);
-            continue;
-        }
-        c->adopted = 1;
-        c->fd = (int)bufferevent_getfd(c->bev);
-        if (c->fd >= 0 && (size_t)c->fd < s->nfd)
-            s->byfd[c->fd] = c;
-        evhttp_connection_set_closecb(cbarg, on_conn_close, c);
-        c->watch = event_new(s->base, c->fd, EV_READ, on_watch, c);
-        if (c->watch != NULL) {
-            event_priority_set(c->watch, 0);
-            if (c->proxy_pending)
-                event_add(c->watch, NULL);
-        }
-        bufferevent_decref(c->bev);
-    }
+    snprintf(out, outlen, "%016llx-%08llx", (unsigned long long)s->rid_prefix, (unsigned long long)++s->rid_counter);
 }
 
-static struct bufferevent *make_conn(struct event_base *base, void *arg)
+/* Refuse a head that cannot be served, with a problem body; the connection
+ * closes after it (what follows a broken head cannot be trusted). */
+static void refuse_head(struct srv_conn *c, int status, const char *type, const char *title, const char *detail)
+{
+    char rid[64];
+
+    memset(&c->req.head, 0, offsetof(struct http_head, fields));
+    c->req.head.method = HTTP_M_OTHER;
+    c->close_after = 1;
+    make_request_id(c->srv, rid, sizeof(rid));
+    c->state = CONN_BUSY;
+    srv_problem(&c->req, rid, status, type, title, detail, NULL);
+}
+
+/* Serve the heads that are in c->in, one at a time. May free c. */
+static void process(struct srv_conn *c)
+{
+    struct srv *s = c->srv;
+    size_t end;
+    int rc;
+
+    c->in_process = 1;
+    while (!c->dead && c->state != CONN_BUSY && !c->writing && !c->close_after) {
+        if (c->consumed > 0) {
+            memmove(c->in.p, c->in.p + c->consumed, c->in.len - c->consumed);
+            buf_truncate(&c->in, c->in.len - c->consumed);
+            c->consumed = 0;
+            c->scanned = 0;
+        }
+        if (c->in.len == 0)
+            break;
+        end = http_head_end(c->in.p, c->in.len, &c->scanned);
+        if (end == 0) {
+            if (c->in.len >= s->max_head) {
+                refuse_head(c, 431, "request-head-too-large", "The request head is too large",
+                            "The request line and header fields exceed limits.max_header_bytes");
+            } else if (c->state == CONN_IDLE) {
+                enter(c, CONN_HEAD); /* the deadline runs from a head's first byte */
+            }
+            break;
+        }
+        c->consumed = end;
+        c->req.nfields = 0;
+        c->req.close = 0;
+        buf_reset(&c->req.fields);
+        rc = http_parse_head(c->in.p, end, &c->req.head);
+        if (rc == 505) {
+            refuse_head(c, 505, "http-version-not-supported", "Only HTTP/1.0 and HTTP/1.1 are served", NULL);
+        } else if (rc == 431) {
+            refuse_head(c, 431, "request-head-too-large", "The request has too many header fields", NULL);
+        } else if (rc != 0) {
+            refuse_head(c, 400, "bad-request", "The request head is malformed",
+                        "See RFC 9112: a request line, then header fields, each line ending in CRLF");
+        } else if (s->max_body >= 0 && c->req.head.content_length > s->max_body) {
+            refuse_head(c, 413, "content-too-large", "The request body is too large",
+                        "The body exceeds limits.max_body_bytes");
+        } else {
+            c->close_after = !c->req.head.keep_alive;
+            enter(c, CONN_BUSY);
+            dispatch(s, &c->req);
+        }
+    }
+    c->in_process = 0;
+    /* Past its reply, or the caller is gone (or done): nothing more will come. */
+    if (c->dead || (c->peer_eof && c->state != CONN_BUSY && !c->writing))
+        conn_free(c);
+}
+
+/* Send what is left of c->out. May free c. */
+static void flush(struct srv_conn *c)
+{
+    while (c->out_off < c->out.len) {
+        size_t left = c->out.len - c->out_off;
+        if (c->ssl == NULL) {
+            ssize_t n = send(c->fd, c->out.p + c->out_off, left, MSG_NOSIGNAL);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+                set_writing(c, 1);
+                arm_timer(c, c->srv->idle_timeout_ms);
+                return;
+            }
+            if (n <= 0)
+                goto broken;
+            c->out_off += (size_t)n;
+        } else {
+            size_t n = 0;
+            int r = SSL_write_ex(c->ssl, c->out.p + c->out_off, left, &n), e;
+            if (r == 1) {
+                c->out_off += n;
+                continue;
+            }
+            e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                if (e == SSL_ERROR_WANT_READ) {
+                    c->write_wants_read = 1;
+                    set_reading(c, 1);
+                }
+                set_writing(c, e == SSL_ERROR_WANT_WRITE);
+                arm_timer(c, c->srv->idle_timeout_ms);
+                return;
+            }
+            ERR_clear_error();
+            goto broken;
+        }
+    }
+    set_writing(c, 0);
+    buf_reset(&c->out);
+    c->out_off = 0;
+    if (c->close_after || (c->peer_eof && c->consumed >= c->in.len)) {
+        conn_close(c);
+        return;
+    }
+    enter(c, CONN_IDLE);
+    if (!c->peer_eof)
+        set_reading(c, 1);
+    /* A pipelined head (or TLS bytes OpenSSL holds) is served from the
+     * loop, never from inside the handler that replied. */
+    if (!c->in_process && (c->consumed < c->in.len || (c->ssl != NULL && SSL_has_pending(c->ssl)))) {
+        c->resume = c->ssl == NULL || !SSL_has_pending(c->ssl);
+        event_active(c->rev, EV_READ, 1);
+    }
+    return;
+broken:
+    c->peer_eof = 1;
+    conn_close(c);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     struct srv *s = arg;
     struct srv_conn *c = calloc(1, sizeof(*c));
-    SSL *ssl = NULL;
+    int one = 1;
 
-    if (c == NULL)
-        return NULL;
+    (void)l;
+    (void)salen;
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
     c->srv = s;
-    c->fd = -1;
+    c->fd = (int)fd;
+    c->req.conn = c;
     c->proxy_pending = s->proxy_protocol;
-    if (s->ssl_ctx != NULL) {
-        ssl = SSL_new(s->ssl_ctx);
-        c->bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-                     : NULL;
-        if (c->bev != NULL)
-            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-        else
-            SSL_free(ssl);
-    } else {
-        c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    buf_init(&c->in, s->max_head);
+    buf_init(&c->out, SRV_OUT_MAX);
+    buf_init(&c->req.fields, SRV_REPLY_FIELD_BYTES);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof(c->peer));
+    /* Replies go out whole in one write: no reason to hold them back. */
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    c->timer = evtimer_new(s->base, on_timer, c);
+    if (s->ssl_ctx != NULL && (c->ssl = SSL_new(s->ssl_ctx)) != NULL) {
+        SSL_set_fd(c->ssl, (int)fd);
+        SSL_set_accept_state(c->ssl);
+        SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
-    c->timer = evtimer_new(base, on_head_deadline, c);
-    if (c->bev == NULL || c->timer == NULL) {
-        if (c->bev != NULL)
-            bufferevent_free(c->bev);
-        if (c->timer != NULL)
-            event_free(c->timer);
-        free(c);
-        return NULL;
-    }
-    /* Kept alive until on_adopt, whatever evhttp does meanwhile. */
-    bufferevent_incref(c->bev);
     c->next = s->conns;
     if (c->next != NULL)
         c->next->pprev = &c->next;
     c->pprev = &s->conns;
     s->conns = c;
-    c->adopt_next = s->adopt;
-    s->adopt = c;
-    event_active(s->adopt_ev, EV_TIMEOUT, 0);
     s->nconns++;
-    atomic_fetch_add(&s->gw->connections, 1);
-    met_inc(s->gw->metrics, MET_CONNECTIONS);
-    /* The first head (and a TLS handshake) must come within the deadline. */
-    arm_head_deadline(c);
-    update_accepting(s);
-    return c->bev;
-}
-
-/* A reply is being sent: the next head may come; watch for its first byte. */
-static void conn_replied(struct srv *s, struct evhttp_request *req)
-{
-    struct srv_conn *c = conn_of(s, req);
-
-    if (c == NULL || c->state != CONN_BUSY)
+    /* The gauge and the counter are the API's (the admin port's probes are not callers). */
+    if (s->w != NULL) {
+        atomic_fetch_add(&s->gw->connections, 1);
+        met_inc(s->gw->metrics, MET_CONNECTIONS);
+    }
+    if (c->rev == NULL || c->wev == NULL || c->timer == NULL || (s->ssl_ctx != NULL && c->ssl == NULL)) {
+        conn_free(c);
         return;
-    c->state = CONN_IDLE;
-    if (c->watch != NULL)
-        event_add(c->watch, NULL);
+    }
+    /* The first head (and a TLS handshake) must come within the deadline. */
+    enter(c, CONN_HEAD);
+    set_reading(c, 1);
+    update_accepting(s);
 }
 
 long srv_unsent_replies(const struct srv *s)
@@ -305,87 +578,111 @@ long srv_unsent_replies(const struct srv *s)
     long n = 0;
 
     for (const struct srv_conn *c = s->conns; c != NULL; c = c->next)
-        if (c->adopted && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        if (c->out_off < c->out.len)
             n++;
     return n;
 }
 
-static void add_common_headers(struct evhttp_request *req, const char *request_id, const char *ctype)
+const struct http_head *srv_head(const struct srv_req *r)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-
-    evhttp_add_header(h, "Content-Type", ctype);
-    evhttp_add_header(h, "X-Request-Id", request_id);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    return &r->head;
 }
 
-static const char *reason_phrase(int status)
+int srv_add_header(struct srv_req *r, const char *name, const char *value)
 {
-    switch (status) {
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Status";
+    size_t at = r->fields.len;
+
+    if (strcasecmp(name, "Connection") == 0 && strcasecmp(value, "close") == 0) {
+        r->close = 1;
+        return 0;
     }
+    if (r->nfields == SRV_REPLY_FIELDS || buf_add(&r->fields, name, strlen(name) + 1) != 0 ||
+        buf_add(&r->fields, value, strlen(value) + 1) != 0) {
+        buf_truncate(&r->fields, at);
+        log_warn("reply field %s left out: more than %d fields or %d bytes", name, SRV_REPLY_FIELDS,
+                 SRV_REPLY_FIELD_BYTES);
+        return -1;
+    }
+    r->field_off[r->nfields][0] = at;
+    r->field_off[r->nfields][1] = at + strlen(name) + 1;
+    r->nfields++;
+    return 0;
 }
 
-/* Reply with a body of any type (borrowed, len bytes; ctype NULL for none). */
-static void srv_reply(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *ctype,
-                      const char *body, size_t len)
+static const char *date_now(struct srv *s)
 {
-    struct evbuffer *b = evbuffer_new();
+    long long now = clock_wall_ms() / 1000;
 
-    if (ctype != NULL)
-        add_common_headers(req, request_id, ctype);
-    else
-        evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-Id", request_id);
-    if (b != NULL && len > 0)
-        evbuffer_add(b, body, len);
-    conn_replied(s, req);
-    evhttp_send_reply(req, status, reason_phrase(status), b);
-    if (b != NULL)
-        evbuffer_free(b);
+    if (now != s->date_s) {
+        http_date(s->date, sizeof(s->date), now);
+        s->date_s = now;
+    }
+    return s->date;
 }
 
-void srv_reply_json(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *json)
+/* Reply with a body of any type (borrowed, len bytes; ctype NULL for none). Ends r. */
+static void srv_reply(struct srv_req *r, const char *request_id, int status, const char *ctype, const char *body,
+                      size_t len)
 {
-    srv_reply(s, req, request_id, status, "application/json", json, strlen(json));
+    struct srv_conn *c = r->conn;
+    const char *f[5 + SRV_REPLY_FIELDS][2];
+    size_t n = 0;
+
+    if (ctype != NULL) {
+        f[n][0] = "Content-Type";
+        f[n++][1] = ctype;
+    }
+    f[n][0] = "X-Request-Id";
+    f[n++][1] = request_id;
+    if (ctype != NULL) {
+        f[n][0] = "Cache-Control";
+        f[n++][1] = "no-store";
+        f[n][0] = "X-Content-Type-Options";
+        f[n++][1] = "nosniff";
+    }
+    for (size_t i = 0; i < r->nfields; i++) {
+        f[n][0] = r->fields.p + r->field_off[i][0];
+        f[n++][1] = r->fields.p + r->field_off[i][1];
+    }
+    if (status == 204)
+        len = 0;
+    c->close_after |= r->close;
+    if (r->head.minor == 0 && !c->close_after) {
+        f[n][0] = "Connection";
+        f[n++][1] = "keep-alive";
+    }
+    buf_reset(&c->out);
+    c->out_off = 0;
+    if (http_write_head(&c->out, status, date_now(c->srv), (const char *const(*)[2])f, n, len, c->close_after) != 0 ||
+        (r->head.method != HTTP_M_HEAD && len > 0 && buf_add(&c->out, body, len) != 0)) {
+        /* Only a reply over SRV_OUT_MAX or a field a handler got wrong lands here. */
+        log_msg(LOG_LVL_ERROR, request_id, "reply %d could not be written (%zu bytes): connection closed", status, len);
+        buf_reset(&c->out);
+        c->close_after = 1;
+    }
+    buf_reset(&r->fields);
+    r->nfields = 0;
+    c->state = CONN_IDLE;
+    flush(c);
 }
 
-void srv_problem(struct srv *s, struct evhttp_request *req, const char *request_id, int status, const char *type,
-                 const char *title, const char *detail, const char *extra)
+void srv_reply_json(struct srv_req *r, const char *request_id, int status, const char *json)
+{
+    srv_reply(r, request_id, status, "application/json", json, strlen(json));
+}
+
+void srv_problem(struct srv_req *r, const char *request_id, int status, const char *type, const char *title,
+                 const char *detail, const char *extra)
 {
     struct buf b;
 
     buf_init(&b, 16 * 1024);
-    buf_printf(&b, "{\"type\":\"urn:smc-gateway:problem:%s\",\"title\":", type);
+    buf_adds(&b, "{\"type\":\"urn:smc-gateway:problem:");
+    buf_adds(&b, type);
+    buf_adds(&b, "\",\"title\":");
     buf_json_str(&b, title, strlen(title));
-    buf_printf(&b, ",\"status\":%d", status);
+    buf_adds(&b, ",\"status\":");
+    buf_addi(&b, status);
     if (detail != NULL) {
         buf_adds(&b, ",\"detail\":");
         buf_json_str(&b, detail, strlen(detail));
@@ -395,59 +692,45 @@ void srv_problem(struct srv *s, struct evhttp_request *req, const char *request_
     if (extra != NULL)
         buf_adds(&b, extra);
     buf_addc(&b, '}');
-    srv_reply(s, req, request_id, status, "application/problem+json", b.p ? b.p : "{}", b.p ? b.len : 2);
+    srv_reply(r, request_id, status, "application/problem+json", b.p ? b.p : "{}", b.p ? b.len : 2);
     buf_free(&b);
 }
 
-void srv_addresses(struct srv *s, struct evhttp_request *req, const struct gw_config *cfg, char *peer, size_t peerlen,
-                   char *client, size_t clientlen)
+void srv_addresses(const struct srv_req *r, const struct gw_config *cfg, char *peer, size_t peerlen, char *client,
+                   size_t clientlen)
 {
-    struct evhttp_connection *ec = evhttp_request_get_connection(req);
-    struct srv_conn *c = conn_of(s, req);
-    char *addr = NULL;
-    ev_uint16_t port = 0;
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    const struct srv_conn *c = r->conn;
+    const struct http_head *h = &r->head;
     struct buf xff;
 
-    if (ec != NULL)
-        evhttp_connection_get_peer(ec, &addr, &port);
-    snprintf(peer, peerlen, "%s", addr ? addr : "");
+    snprintf(peer, peerlen, "%s", c->peer);
     snprintf(client, clientlen, "%s", peer);
     if (cfg->ntrusted == 0 || !px_trusted(cfg->trusted, cfg->ntrusted, peer))
         return;
-    if (c != NULL && c->proxy_client[0] != '\0') {
+    if (c->proxy_client[0] != '\0') {
         snprintf(client, clientlen, "%s", c->proxy_client);
         return;
     }
-    /* Several X-Forwarded-For headers form one list, in order. */
+    /* Several X-Forwarded-For fields form one list, in order. */
     buf_init(&xff, 8192);
-    for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
-        if (strcasecmp(kv->key, "X-Forwarded-For") != 0)
+    for (size_t i = 0; i < h->nfields; i++) {
+        if (strcasecmp(h->fields[i].name, "X-Forwarded-For") != 0)
             continue;
         if (xff.len > 0)
             buf_addc(&xff, ',');
-        buf_adds(&xff, kv->value);
+        buf_adds(&xff, h->fields[i].value);
     }
     if (xff.p != NULL && px_xff_client(cfg->trusted, cfg->ntrusted, xff.p, client, clientlen) != 0)
         snprintf(client, clientlen, "%s", peer);
     buf_free(&xff);
 }
 
-size_t srv_client_cert(struct srv *s, struct evhttp_request *req, char ids[][TLS_ID_MAX], size_t max)
+size_t srv_client_cert(const struct srv_req *r, char ids[][TLS_ID_MAX], size_t max)
 {
-    struct srv_conn *c = conn_of(s, req);
-
-    if (c == NULL || c->bev == NULL)
-        return 0;
-    return tls_peer_ids(bufferevent_openssl_get_ssl(c->bev), ids, max);
+    return r->conn->ssl != NULL ? tls_peer_ids(r->conn->ssl, ids, max) : 0;
 }
 
-static void make_request_id(struct srv *s, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "%016llx-%08llx", (unsigned long long)s->rid_prefix, (unsigned long long)++s->rid_counter);
-}
-
-static void reply_health(struct srv *s, struct evhttp_request *req, const char *rid, enum route_kind kind)
+static void reply_health(struct srv *s, struct srv_req *req, const char *rid, enum route_kind kind)
 {
     struct gw *gw = s->gw;
     struct buf b;
@@ -457,9 +740,9 @@ static void reply_health(struct srv *s, struct evhttp_request *req, const char *
     int64_t t0 = clock_mono_ms();
     const char *route = kind == ROUTE_HEALTHZ ? "healthz" : kind == ROUTE_READYZ ? "readyz" : "metrics";
 
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-        srv_problem(s, req, rid, 405, "method-not-allowed", "Only GET is allowed on this resource", NULL, NULL);
+    if (req->head.method != HTTP_M_GET && req->head.method != HTTP_M_HEAD) {
+        srv_add_header(req, "Allow", "GET, HEAD");
+        srv_problem(req, rid, 405, "method-not-allowed", "Only GET is allowed on this resource", NULL, NULL);
         met_request(gw->metrics, route, 405, NULL, 0);
         return;
     }
@@ -472,7 +755,7 @@ static void reply_health(struct srv *s, struct evhttp_request *req, const char *
         else if (!audit_healthy(gw->audit))
             why = "audit log not writable";
         status = why ? 503 : 200;
-        buf_printf(&b, "{\"ready\":%s", why ? "false" : "true");
+        buf_adds(&b, why ? "{\"ready\":false" : "{\"ready\":true");
         if (why != NULL) {
             buf_adds(&b, ",\"reason\":");
             buf_json_str(&b, why, strlen(why));
@@ -493,19 +776,18 @@ static void reply_health(struct srv *s, struct evhttp_request *req, const char *
         met_render(gw->metrics, &g, &b);
     }
     if (kind == ROUTE_METRICS)
-        srv_reply(s, req, rid, 200, "text/plain; version=0.0.4; charset=utf-8", b.p ? b.p : "", b.len);
+        srv_reply(req, rid, 200, "text/plain; version=0.0.4; charset=utf-8", b.p ? b.p : "", b.len);
     else
-        srv_reply(s, req, rid, status, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2);
+        srv_reply(req, rid, status, "application/json", b.p ? b.p : "{}", b.p ? b.len : 2);
     buf_free(&b);
     met_request(gw->metrics, route, status, NULL, (double)(clock_mono_ms() - t0) / 1000.0);
 }
 
 /* CORS: headers for an allowed Origin; preflight answered here. 1 = replied. */
-static int handle_cors(struct srv *s, struct evhttp_request *req, const char *rid, enum route_kind kind,
+static int handle_cors(struct srv *s, struct srv_req *req, const char *rid, enum route_kind kind,
                        const struct gw_config *cfg)
 {
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req), *out = evhttp_request_get_output_headers(req);
-    const char *origin = evhttp_find_header(in, "Origin");
+    const char *origin = http_field(&req->head, "Origin");
     int allowed = 0;
     char age[32];
 
@@ -513,41 +795,36 @@ static int handle_cors(struct srv *s, struct evhttp_request *req, const char *ri
         return 0;
     for (size_t i = 0; origin != NULL && cfg->cors.origins[i] != NULL && !allowed; i++)
         allowed = strcmp(cfg->cors.origins[i], origin) == 0;
-    evhttp_add_header(out, "Vary", "Origin");
+    srv_add_header(req, "Vary", "Origin");
     if (allowed) {
-        evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
-        evhttp_add_header(out, "Access-Control-Expose-Headers", "X-Request-Id");
+        srv_add_header(req, "Access-Control-Allow-Origin", origin);
+        srv_add_header(req, "Access-Control-Expose-Headers", "X-Request-Id");
     }
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_OPTIONS)
+    if (req->head.method != HTTP_M_OPTIONS)
         return 0;
     if (!allowed) {
-        srv_problem(s, req, rid, 403, "cors-origin-not-allowed", "This origin may not call the gateway", NULL, NULL);
+        srv_problem(req, rid, 403, "cors-origin-not-allowed", "This origin may not call the gateway", NULL, NULL);
         met_request(s->gw->metrics, "jobs", 403, NULL, 0);
         return 1;
     }
     snprintf(age, sizeof(age), "%ld", cfg->cors.max_age_s);
-    evhttp_add_header(out, "Access-Control-Allow-Methods", "DELETE");
-    evhttp_add_header(out, "Access-Control-Allow-Headers", "Authorization, X-Request-Id, X-Change-Ticket");
-    evhttp_add_header(out, "Access-Control-Max-Age", age);
-    srv_reply(s, req, rid, 204, NULL, NULL, 0);
+    srv_add_header(req, "Access-Control-Allow-Methods", "DELETE");
+    srv_add_header(req, "Access-Control-Allow-Headers", "Authorization, X-Request-Id, X-Change-Ticket");
+    srv_add_header(req, "Access-Control-Max-Age", age);
+    srv_reply(req, rid, 204, NULL, NULL, 0);
     met_request(s->gw->metrics, "jobs", 204, NULL, 0);
     return 1;
 }
 
-static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
+static void dispatch(struct srv *s, struct srv_req *req)
 {
     struct gw_config *cfg;
-    const char *uri = evhttp_request_get_uri(req);
-    const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
+    const char *uri = req->head.target;
+    const char *given = http_field(&req->head, "X-Request-Id");
     char request_id[160], job_id[ROUTE_JOB_ID_MAX + 1];
     enum route_kind kind;
-    struct srv_conn *c = conn_of(s, req);
-    int health_here, health;
+    int admin = s->w == NULL, health_here, health;
 
-    if (c != NULL) {
-        c->state = CONN_BUSY;
-        evtimer_del(c->timer);
-    }
     if (given != NULL && route_valid_request_id(given))
         snprintf(request_id, sizeof(request_id), "%s", given);
     else
@@ -555,15 +832,15 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
     kind = route_parse(uri, job_id, sizeof(job_id));
     health = kind == ROUTE_HEALTHZ || kind == ROUTE_READYZ || kind == ROUTE_METRICS;
     if (admin && !health) {
-        srv_problem(s, req, request_id, 404, "not-found", "No such resource",
+        srv_problem(req, request_id, 404, "not-found", "No such resource",
                     "The admin listener serves /healthz, /readyz and /metrics", NULL);
         return;
     }
     if (!admin && !health && atomic_load(&s->gw->draining)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        srv_problem(s, req, request_id, 503, "shutting-down", "The gateway is shutting down",
-                    "Retry on another replica", NULL);
+        srv_add_header(req, "Connection", "close");
+        srv_add_header(req, "Retry-After", "1");
+        srv_problem(req, request_id, 503, "shutting-down", "The gateway is shutting down", "Retry on another replica",
+                    NULL);
         return;
     }
     cfg = gw_config_get(s->gw);
@@ -579,14 +856,14 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
         jobs_handle(s->w, req, kind, job_id, request_id);
         break;
     case ROUTE_NOT_FOUND:
-        if (uri != NULL && strncmp(uri, "/jobs", 5) == 0 && (uri[5] == '/' || uri[5] == '?' || uri[5] == '\0'))
+        if (strncmp(uri, "/jobs", 5) == 0 && (uri[5] == '/' || uri[5] == '?' || uri[5] == '\0'))
             jobs_handle(s->w, req, kind, job_id, request_id);
         else
-            srv_problem(s, req, request_id, 404, "not-found", "No such resource", NULL, NULL);
+            srv_problem(req, request_id, 404, "not-found", "No such resource", NULL, NULL);
         break;
     case ROUTE_BAD_TARGET:
-        srv_problem(s, req, request_id, 400, "bad-request-target", "The request target must be a path (origin-form)",
-                    NULL, NULL);
+        srv_problem(req, request_id, 400, "bad-request-target", "The request target must be a path (origin-form)", NULL,
+                    NULL);
         break;
     case ROUTE_HEALTHZ:
     case ROUTE_READYZ:
@@ -594,32 +871,12 @@ static void dispatch(struct srv *s, struct evhttp_request *req, int admin)
         if (health_here)
             reply_health(s, req, request_id, kind);
         else
-            srv_problem(s, req, request_id, 404, "not-found", "No such resource", "See the admin listener", NULL);
+            srv_problem(req, request_id, 404, "not-found", "No such resource", "See the admin listener", NULL);
         break;
     case ROUTE_AUDIT:
         jobs_audit_read(s->w, req, request_id);
         break;
     }
-}
-
-static void on_request(struct evhttp_request *req, void *arg)
-{
-    struct srv *s = arg;
-
-    dispatch(s, req, s->w == NULL);
-}
-
-static void setup_http(struct evhttp *h, const struct gw_config *cfg)
-{
-    struct timeval idle = {cfg->limits.idle_timeout_ms / 1000, (cfg->limits.idle_timeout_ms % 1000) * 1000};
-
-    evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                      EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
-                                      EVHTTP_REQ_PATCH);
-    evhttp_set_max_headers_size(h, (ev_ssize_t)cfg->limits.max_header_bytes);
-    evhttp_set_max_body_size(h, (ev_ssize_t)cfg->limits.max_body_bytes);
-    evhttp_set_timeout_tv(h, &idle);
-    evhttp_set_default_content_type(h, "application/json");
 }
 
 /* host:port for a listening socket, or NULL (freeaddrinfo the result). */
@@ -639,36 +896,28 @@ static struct addrinfo *listen_addr(const char *host, int port)
 }
 
 /*
- * Bind host:port with a listen backlog that fits the connection cap
- * (evhttp_bind_socket's is 128: bursts of connects would be dropped and
- * their clients would wait a SYN retry, a second or more). With reuseport,
- * SO_REUSEPORT: each worker has its own socket and the kernel spreads new
- * connections over them by address hash. (One socket watched by every
- * worker let whichever woke first take a whole burst: one worker at 99%,
- * the other idle.)
+ * Bind host:port with a listen backlog that fits the connection cap (a
+ * short backlog drops connects in bursts, and their clients wait a SYN
+ * retry, a second or more). With reuseport, SO_REUSEPORT: each worker has
+ * its own socket and the kernel spreads new connections over them by
+ * address hash. (One socket watched by every worker let whichever woke
+ * first take a whole burst: one worker at 99%, the other idle.)
  */
-static struct evhttp_bound_socket *bind_listener(struct evhttp *h, struct event_base *base, const char *host, int port,
-                                                 int backlog, int reuseport)
+static struct evconnlistener *bind_listener(struct srv *s, const char *host, int port, int backlog, int reuseport)
 {
     struct addrinfo *ai = listen_addr(host, port);
     struct evconnlistener *l = NULL;
-    struct evhttp_bound_socket *b = NULL;
 
-    if (ai == NULL)
-        goto out;
-    l = evconnlistener_new_bind(base, NULL, NULL,
-                                LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-                                    (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
-                                backlog, ai->ai_addr, (int)ai->ai_addrlen);
-    if (l == NULL)
-        goto out;
-    b = evhttp_bind_listener(h, l);
-    if (b == NULL)
-        evconnlistener_free(l);
-out:
+    if (ai != NULL)
+        l = evconnlistener_new_bind(s->base, on_accept, s,
+                                    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+                                        (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
+                                    backlog, ai->ai_addr, (int)ai->ai_addrlen);
     if (ai != NULL)
         freeaddrinfo(ai);
-    return b;
+    if (l != NULL)
+        evconnlistener_set_error_cb(l, on_accept_error);
+    return l;
 }
 
 /*
@@ -716,28 +965,27 @@ void srv_reconfigure(struct srv *s, const struct gw_config *cfg)
 {
     s->max_conns = cfg->limits.max_connections;
     s->head_timeout_ms = cfg->limits.header_timeout_ms;
+    s->idle_timeout_ms = cfg->limits.idle_timeout_ms;
+    s->max_head = (size_t)cfg->limits.max_header_bytes;
+    s->max_body = cfg->limits.max_body_bytes;
     /* The listener keeps the context of the snapshot it was given; a reload
      * gives it the new one (SSL objects hold their own references). */
     SSL_CTX_free(s->ssl_ctx);
     s->ssl_ctx = s->w != NULL ? cfg->ssl_ctx : NULL;
     if (s->ssl_ctx != NULL)
         SSL_CTX_up_ref(s->ssl_ctx);
-    setup_http(s->http, cfg);
     update_accepting(s);
 }
 
 int srv_listen_fd(const struct srv *s)
 {
-    struct evconnlistener *l = s->bound ? evhttp_bound_socket_get_listener(s->bound) : NULL;
-
-    return l ? (int)evconnlistener_get_fd(l) : -1;
+    return s->listener ? (int)evconnlistener_get_fd(s->listener) : -1;
 }
 
 struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, const struct gw_config *cfg, int first_fd,
                     struct buf *err)
 {
     struct srv *s = calloc(1, sizeof(*s)), *ret = NULL;
-    struct rlimit rl;
     const char *host = w ? cfg->listen_host : cfg->admin_host;
     int port = w ? cfg->listen_port : cfg->admin_port;
     int backlog = cfg->limits.max_connections < SOMAXCONN ? SOMAXCONN : (int)cfg->limits.max_connections;
@@ -748,34 +996,23 @@ struct srv *srv_new(struct gw *gw, struct worker *w, struct event_base *base, co
     s->w = w;
     s->base = base;
     s->proxy_protocol = w ? cfg->proxy_protocol : 0;
+    s->date_s = -1;
+    s->accept_again = evtimer_new(base, on_accept_again, s);
     if (RAND_bytes((unsigned char *)&s->rid_prefix, sizeof(s->rid_prefix)) != 1)
         s->rid_prefix = (uint64_t)clock_wall_ms();
-    /* The API's connections are found by socket: one slot per possible
-     * descriptor (the admin listener's are evhttp's, see make_conn). */
-    if (w != NULL) {
-        s->nfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4 * 1024 * 1024 ? (size_t)rl.rlim_cur : 65536;
-        s->byfd = calloc(s->nfd, sizeof(*s->byfd));
-    }
-    s->http = evhttp_new(base);
-    s->adopt_ev = event_new(base, -1, 0, on_adopt, s);
-    if ((w != NULL && s->byfd == NULL) || s->http == NULL || s->adopt_ev == NULL)
-        goto out;
-    /* The API's connections are the server's own (see make_conn); the admin
-     * listener's are left to evhttp. */
-    if (w != NULL)
-        evhttp_set_bevcb(s->http, make_conn, s);
-    evhttp_set_gencb(s->http, on_request, s);
     srv_reconfigure(s, cfg);
+    if (s->accept_again == NULL)
+        goto out;
     /* With several workers each binds its own socket with SO_REUSEPORT; the
      * first checks that the port is free, the others take its port (the
      * configured one may be 0: any). */
     if (first_fd >= 0 && (port = bound_port(first_fd)) < 0)
-        s->bound = NULL;
+        s->listener = NULL;
     else if (w != NULL && cfg->workers > 1 && first_fd < 0 && port != 0 && port_is_free(host, port) != 0)
-        s->bound = NULL;
+        s->listener = NULL;
     else
-        s->bound = bind_listener(s->http, base, host, port, backlog, w != NULL && cfg->workers > 1);
-    if (s->bound == NULL) {
+        s->listener = bind_listener(s, host, port, backlog, w != NULL && cfg->workers > 1);
+    if (s->listener == NULL) {
         buf_printf(err, "%s: %s: cannot bind %s:%d\n", cfg->path, w ? "listen" : "admin_listen", host,
                    w ? cfg->listen_port : cfg->admin_port);
         goto out;
@@ -789,9 +1026,9 @@ out:
 
 void srv_stop_accepting(struct srv *s)
 {
-    if (s != NULL && s->bound != NULL) {
-        evhttp_del_accept_socket(s->http, s->bound);
-        s->bound = NULL;
+    if (s != NULL && s->listener != NULL) {
+        evconnlistener_free(s->listener);
+        s->listener = NULL;
     }
 }
 
@@ -799,18 +1036,11 @@ void srv_free(struct srv *s)
 {
     if (s == NULL)
         return;
-    s->bound = NULL;
-    /* Connections not adopted yet hold a reference of ours. */
-    if (s->adopt_ev != NULL)
-        on_adopt(-1, 0, s);
-    /* evhttp_free frees its connections: each calls on_conn_close. */
-    if (s->http != NULL)
-        evhttp_free(s->http);
-    SSL_CTX_free(s->ssl_ctx);
+    srv_stop_accepting(s);
     while (s->conns != NULL)
-        conn_gone(s->conns);
-    if (s->adopt_ev != NULL)
-        event_free(s->adopt_ev);
-    free(s->byfd);
+        conn_free(s->conns);
+    if (s->accept_again != NULL)
+        event_free(s->accept_again);
+    SSL_CTX_free(s->ssl_ctx);
     free(s);
 }

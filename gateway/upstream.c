@@ -330,7 +330,6 @@ fail:
 struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg)
 {
     struct up_call *c = calloc(1, sizeof(*c));
-    struct timeval now = {0, 0};
 
     if (c == NULL)
         return NULL;
@@ -353,7 +352,7 @@ struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sig
         c->next->pprev = &c->next;
     c->pprev = &u->calls;
     u->calls = c;
-    /* First attempt from the loop, so done never runs inside up_start. */
-    evtimer_add(c->backoff, &now);
+    /* First attempt from the loop (in this pass), so done never runs inside up_start. */
+    event_active(c->backoff, EV_TIMEOUT, 1);
     return c;
 }

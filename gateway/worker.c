@@ -105,9 +105,7 @@ int worker_init(struct worker *w, struct gw *gw, const struct gw_config *cfg, in
      * next loop turn, when a closed descriptor's number may already belong
      * to another worker's new connection (ThreadSanitizer saw exactly that). */
     w->base = event_base_new();
-    /* Three priorities: the server's read watchers (0) run before evhttp's
-     * own reads (1, the default), see server.c. */
-    if (w->base == NULL || event_base_priority_init(w->base, 3) != 0)
+    if (w->base == NULL)
         goto out;
     w->port = audit_port_new(gw->audit, w->base);
     w->up = up_new(w->base, 1024);

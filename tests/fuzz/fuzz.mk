@@ -15,7 +15,7 @@
 
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= route jwt jwks config policy creds upstream auditline jsonescape
+FUZZ_TARGETS ?= route http jwt jwks config policy creds upstream auditline jsonescape
 FUZZ_FLAGS   ?=
 FUZZ_DIR     := $(BUILD)/fuzz
 

@@ -11,7 +11,7 @@ fuzzers start deep in each parser:
   auditline  smc-gateway-audit-v1 logs with checkpoints signed by the
              harness's fixed Ed25519 key (so they verify), across rotated
              files ("\\x1e\\n" separates files), and tampered variants
-  config, policy, creds, upstream, route, jsonescape: see below
+  config, policy, creds, upstream, route, http, jsonescape: see below
 
 Run with Debian's python3 (python3-cryptography):
     /usr/bin/python3 tests/fuzz/make-seeds.py
@@ -120,6 +120,36 @@ def route():
           struct.pack(">HH", 51234, 443) + b"DELETE /jobs/j-abc HTTP/1.1\r\n")
     write("route", "proxy-v2-tcp6", sig + b"\x21\x21\x00\x24" + bytes(range(32)) + struct.pack(">HH", 1, 2))
     write("route", "proxy-v2-local", sig + b"\x20\x00\x00\x00")
+
+
+# ---------------------------------------------------------------- http
+def http():
+    """Request heads as a connection carries them; the harness reads the
+    first byte as the size of the pieces the rest arrives in."""
+    tok = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
+    seeds = {
+        "delete": "DELETE /jobs/j-bp17m1vi6x21qhqk HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"
+                  "X-Request-Id: r-1\r\nX-Change-Ticket: CHG:1\r\n\r\n" % tok,
+        "pipelined": "DELETE /jobs/j-1 HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\r\nHost: gw\r\n"
+                     "Connection: close\r\n\r\n",
+        "http10": "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "lf-only": "GET /metrics HTTP/1.1\nHost: gw\n\n",
+        "leading-crlf": "\r\n\r\nGET / HTTP/1.1\r\nHost: gw\r\n\r\n",
+        "body": "DELETE /jobs/j-1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello",
+        "two-lengths": "DELETE /jobs/j-1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n",
+        "chunked": "DELETE /jobs/j-1 HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "obs-fold": "GET / HTTP/1.1\r\nHost: gw\r\nX-A: 1\r\n continued\r\n\r\n",
+        "space-colon": "GET / HTTP/1.1\r\nHost : gw\r\n\r\n",
+        "bare-cr": "GET / HTTP/1.1\r\nHost: g\rw\r\n\r\n",
+        "h2-preface": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "cors": "OPTIONS /jobs/j-1 HTTP/1.1\r\nHost: gw\r\nOrigin: https://dash.example.com\r\n"
+                "Access-Control-Request-Method: DELETE\r\n\r\n",
+        "xff": "DELETE /jobs/j-1 HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 203.0.113.9\r\n"
+               "x-forwarded-for: 10.0.0.1, 10.0.0.2\r\n\r\n",
+    }
+    for i, (k, v) in enumerate(sorted(seeds.items())):
+        write("http", k, bytes([i]) + v.encode())
+    write("http", "high-bytes", b"\x05DELETE /jobs/j-\xff\xfe HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n")
 
 
 # ---------------------------------------------------------------- jwt
@@ -433,9 +463,10 @@ def jsonescape():
 
 
 def main():
-    for t in ("route", "jwt", "jwks", "config", "policy", "creds", "upstream", "auditline", "jsonescape"):
+    for t in ("route", "http", "jwt", "jwks", "config", "policy", "creds", "upstream", "auditline", "jsonescape"):
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     route()
+    http()
     jwt_seeds()
     jwks()
     config()
