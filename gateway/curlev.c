@@ -4,11 +4,15 @@
 #include "curlev.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 struct cev {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
+    struct cev_sock **socks; /* by descriptor: the sockets curl has opened and told us of */
+    size_t nsocks;
 };
 
 /* One per transfer, found through CURLOPT_PRIVATE. */
@@ -17,10 +21,19 @@ struct cev_xfer {
     void *arg;
 };
 
-/* One per socket curl watches. */
+/*
+ * One per socket curl has asked us to watch, kept until curl closes it. A
+ * kept-alive connection between transfers stays in the poll set ("parked",
+ * read interest only): the next transfer on it then needs no epoll change,
+ * where adding it for every response and removing it after cost two
+ * epoll_ctl calls per request. A parked socket that turns readable (the
+ * server closed it) is taken out of the poll set; curl finds it dead when
+ * it next looks.
+ */
 struct cev_sock {
     struct event *ev;
-    short kind; /* what ev waits for */
+    short kind; /* what ev waits for while added; 0: not added */
+    int parked; /* curl is not watching it (between transfers) */
 };
 
 static void check_multi_info(struct cev *c)
@@ -46,12 +59,30 @@ static void check_multi_info(struct cev *c)
     }
 }
 
+static struct cev_sock *sock_of(const struct cev *c, curl_socket_t s)
+{
+    return s >= 0 && (size_t)s < c->nsocks ? c->socks[s] : NULL;
+}
+
+static void sock_unwatch(struct cev_sock *cs)
+{
+    if (cs->kind != 0) {
+        event_del(cs->ev);
+        cs->kind = 0;
+    }
+}
+
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
     struct cev *c = arg;
+    struct cev_sock *cs = sock_of(c, fd);
     int running = 0;
     int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 
+    if (cs != NULL && cs->parked) {
+        sock_unwatch(cs);
+        return;
+    }
     curl_multi_socket_action(c->multi, fd, flags, &running);
     check_multi_info(c);
 }
@@ -67,37 +98,77 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     check_multi_info(c);
 }
 
+/* The socket's entry, made on first sight; NULL without memory. */
+static struct cev_sock *sock_get(struct cev *c, curl_socket_t s)
+{
+    struct cev_sock *cs = sock_of(c, s);
+
+    if (cs != NULL || s < 0)
+        return cs;
+    if ((size_t)s >= c->nsocks) {
+        size_t n = c->nsocks ? c->nsocks : 64;
+        struct cev_sock **ns;
+        while (n <= (size_t)s)
+            n *= 2;
+        if ((ns = realloc(c->socks, n * sizeof(*ns))) == NULL)
+            return NULL;
+        memset(ns + c->nsocks, 0, (n - c->nsocks) * sizeof(*ns));
+        c->socks = ns;
+        c->nsocks = n;
+    }
+    cs = calloc(1, sizeof(*cs));
+    if (cs == NULL || (cs->ev = event_new(c->base, s, EV_READ | EV_PERSIST, on_socket_event, c)) == NULL) {
+        free(cs);
+        return NULL;
+    }
+    c->socks[s] = cs;
+    return cs;
+}
+
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct cev *c = userp;
-    struct cev_sock *cs = socketp;
+    struct cev_sock *cs;
     short kind;
 
     (void)easy;
+    (void)socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (cs != NULL) {
-            event_free(cs->ev);
-            free(cs);
-            curl_multi_assign(c->multi, s, NULL);
+        /* Between transfers: keep a read watch (parked), drop a write one. */
+        if ((cs = sock_of(c, s)) != NULL) {
+            cs->parked = 1;
+            if (cs->kind != (EV_READ | EV_PERSIST))
+                sock_unwatch(cs);
         }
         return 0;
     }
+    if ((cs = sock_get(c, s)) == NULL)
+        return -1;
+    cs->parked = 0;
     kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    if (cs == NULL) {
-        cs = calloc(1, sizeof(*cs));
-        if (cs == NULL || (cs->ev = event_new(c->base, s, kind, on_socket_event, c)) == NULL) {
-            free(cs);
-            return -1;
-        }
-        curl_multi_assign(c->multi, s, cs);
-    } else if (cs->kind == kind) {
-        return 0; /* curl repeats itself: no epoll change needed */
-    } else {
-        event_del(cs->ev);
-        event_assign(cs->ev, c->base, s, kind, on_socket_event, c);
-    }
+    if (cs->kind == kind)
+        return 0; /* already watched so: no epoll change needed */
+    sock_unwatch(cs);
+    event_assign(cs->ev, c->base, s, kind, on_socket_event, c);
+    if (event_add(cs->ev, NULL) != 0)
+        return -1;
     cs->kind = kind;
-    return event_add(cs->ev, NULL) == 0 ? 0 : -1;
+    return 0;
+}
+
+/* curl closes a socket: its watch goes first (the number may be reused at once). */
+static int close_cb(void *clientp, curl_socket_t s)
+{
+    struct cev *c = clientp;
+    struct cev_sock *cs = sock_of(c, s);
+
+    if (cs != NULL) {
+        sock_unwatch(cs);
+        event_free(cs->ev);
+        free(cs);
+        c->socks[s] = NULL;
+    }
+    return close(s);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -148,8 +219,17 @@ void cev_free(struct cev *c)
 {
     if (c == NULL)
         return;
+    /* Closes the connections it keeps, through close_cb. */
     if (c->multi != NULL)
         curl_multi_cleanup(c->multi);
+    for (size_t i = 0; i < c->nsocks; i++) {
+        if (c->socks[i] != NULL) {
+            sock_unwatch(c->socks[i]);
+            event_free(c->socks[i]->ev);
+            free(c->socks[i]);
+        }
+    }
+    free(c->socks);
     if (c->timer != NULL)
         event_free(c->timer);
     free(c);
@@ -164,6 +244,9 @@ int cev_add(struct cev *c, CURL *easy, cev_done_fn done, void *arg)
     x->done = done;
     x->arg = arg;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+    /* Connections this transfer opens tell us when curl closes them. */
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, c);
     if (curl_multi_add_handle(c->multi, easy) != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
         free(x);

@@ -23,8 +23,14 @@
 struct up {
     struct event_base *base;
     struct cev *cev;
-    CURL *pool[UP_EASY_POOL]; /* reset handles: init and cleanup cost more than reset */
+    /* Idle easy handles, set up for the calls of one upstream (the profile
+     * below): a pooled handle keeps its options, so an attempt sets only
+     * what changes per attempt (init, reset and two dozen setopt calls cost
+     * more than the transfer's own bookkeeping). */
+    CURL *pool[UP_EASY_POOL];
     int npool;
+    char *pr_endpoint, *pr_proxy, *pr_ca_file; /* the profile: what the pooled handles are set up for */
+    int pr_post;
     struct curl_slist *headers;
     struct up_call *calls; /* every call in flight, for up_free */
 };
@@ -47,6 +53,7 @@ struct up_call {
 };
 
 static void start_attempt(struct up_call *c);
+static void profile_clear(struct up *u);
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -121,8 +128,7 @@ void up_free(struct up *u)
         return;
     while (u->calls != NULL)
         call_free(u->calls);
-    while (u->npool > 0)
-        curl_easy_cleanup(u->pool[--u->npool]);
+    profile_clear(u);
     cev_free(u->cev);
     curl_slist_free_all(u->headers);
     free(u);
@@ -167,15 +173,86 @@ static enum map_transport classify(struct up_call *c, CURLcode res, char *errcla
     }
 }
 
-static CURL *easy_get(struct up *u)
+static int same_str(const char *a, const char *b)
 {
-    return u->npool > 0 ? u->pool[--u->npool] : curl_easy_init();
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Does the pool serve p's upstream? */
+static int same_profile(const struct up *u, const struct up_params *p)
+{
+    return u->pr_endpoint != NULL && u->pr_post == p->post && same_str(u->pr_endpoint, p->endpoint) &&
+           same_str(u->pr_proxy, p->proxy) && same_str(u->pr_ca_file, p->ca_file);
+}
+
+static void profile_clear(struct up *u)
+{
+    while (u->npool > 0)
+        curl_easy_cleanup(u->pool[--u->npool]);
+    free(u->pr_endpoint);
+    free(u->pr_proxy);
+    free(u->pr_ca_file);
+    u->pr_endpoint = u->pr_proxy = u->pr_ca_file = NULL;
+}
+
+/* The options that stay the same for every call to this upstream. */
+static void setup_easy(CURL *e, const struct up *u, const struct up_params *p)
+{
+    if (p->post) {
+        curl_easy_setopt(e, CURLOPT_URL, p->endpoint);
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, u->headers);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "smc-gateway/" GW_VERSION);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* Proxies only from the config: "" turns off http_proxy and friends. */
+    curl_easy_setopt(e, CURLOPT_PROXY, p->proxy ? p->proxy : "");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (p->ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, p->ca_file);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+}
+
+/* A handle set up for p's upstream: from the pool when it serves the same
+ * one (a reload may have changed it: then the pool is emptied), else new. */
+static CURL *easy_get(struct up *u, const struct up_params *p)
+{
+    CURL *e;
+
+    if (!same_profile(u, p)) {
+        profile_clear(u);
+        u->pr_post = p->post;
+        u->pr_endpoint = strdup(p->endpoint);
+        u->pr_proxy = p->proxy ? strdup(p->proxy) : NULL;
+        u->pr_ca_file = p->ca_file ? strdup(p->ca_file) : NULL;
+        if (u->pr_endpoint == NULL || (p->proxy && !u->pr_proxy) || (p->ca_file && !u->pr_ca_file)) {
+            profile_clear(u);
+            return NULL;
+        }
+    }
+    if (u->npool > 0)
+        return u->pool[--u->npool];
+    if ((e = curl_easy_init()) != NULL)
+        setup_easy(e, u, p);
+    return e;
 }
 
 static void easy_put(struct up *u, CURL *e)
 {
     if (u->npool < UP_EASY_POOL) {
-        curl_easy_reset(e);
+        /* No pointers into a finished call stay behind. */
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
         u->pool[u->npool++] = e;
     } else {
         curl_easy_cleanup(e);
@@ -271,13 +348,11 @@ static void start_attempt(struct up_call *c)
         goto fail;
     if (c->sign(c->arg, c->o.attempts, &c->params) != 0)
         goto fail;
-    e = easy_get(c->up);
+    e = easy_get(c->up, &c->p);
     if (e == NULL)
         goto fail;
     c->easy = e;
     if (c->p.post) {
-        curl_easy_setopt(e, CURLOPT_URL, c->p.endpoint);
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
         /* Sent from our buffer (no copy by curl); wiped after the attempt. */
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->params.p);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)c->params.len);
@@ -286,27 +361,11 @@ static void start_attempt(struct up_call *c)
             buf_add(&c->url, c->params.p, c->params.len) != 0)
             goto fail;
         curl_easy_setopt(e, CURLOPT_URL, c->url.p);
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->up->headers);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "smc-gateway/" GW_VERSION);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    /* Proxies only from the config: "" turns off http_proxy and friends. */
-    curl_easy_setopt(e, CURLOPT_PROXY, c->p.proxy ? c->p.proxy : "");
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (c->p.ca_file != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->p.ca_file);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (cev_add(c->up->cev, e, on_xfer_done, c) != 0)
         goto fail;
     return;
