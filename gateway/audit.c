@@ -31,6 +31,7 @@
 #define AUDIT_OUT_MAX (64 * 1024 * 1024) /* bytes of one group commit */
 #define AUDIT_RETRY_MS 1000              /* recovery attempts while failed */
 #define AUDIT_LAZY_SYNC_MS 100           /* entries that did not ask for durability are synced this late */
+#define AUDIT_LAZY_WRITE_MS 5            /* ... and written this late while durable ones keep coming */
 
 enum item_kind { I_ENTRY, I_CHECKPOINT, I_REOPEN, I_CONFIG };
 
@@ -63,7 +64,8 @@ struct audit {
     pthread_cond_t cv;
     struct item *pending, **pending_tail; /* guarded by mu */
     int stop;                             /* guarded by mu */
-    int writer_waiting;                   /* guarded by mu: the writer sleeps on cv */
+    int writer_waiting;                   /* guarded by mu: the writer sleeps on cv (and nobody woke it yet) */
+    long long last_durable_ns;            /* guarded by mu: when the last durable entry came (CLOCK_MONOTONIC) */
     struct audit_port *ports;             /* guarded by mu */
     struct audit_port *main_port;         /* the creating loop's */
     struct event *cp_timer;
@@ -109,6 +111,14 @@ static void set_failed(struct audit *a, const char *why, int err)
     if (atomic_exchange(&a->healthy, 0))
         log_error("audit log %s: %s: %s; refusing to forward until it recovers", a->path, why, strerror(err));
     atomic_store(&a->problem, why);
+}
+
+static long long mono_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
 static double since_s(const struct timespec *t0)
@@ -647,6 +657,23 @@ static void wait_window(struct audit *a)
     a->batch_start = now;
 }
 
+/*
+ * How long the idle writer may sleep (a->mu held), in ns, or -1: until
+ * woken. Unsynced entries bound it (AUDIT_LAZY_SYNC_MS), and so does a
+ * recent durable entry: while those keep coming, entries that wait for
+ * nothing are not worth a wakeup of their own (audit_append), and ride
+ * with the next batch or are written AUDIT_LAZY_WRITE_MS after it.
+ */
+static long long idle_sleep_ns(const struct audit *a)
+{
+    long long ns = a->dirty ? lazy_due_ns(a) : -1;
+    long long w = a->last_durable_ns + AUDIT_LAZY_WRITE_MS * 1000000LL - mono_ns();
+
+    if (w > 0 && (ns < 0 || w < ns))
+        ns = w;
+    return ns;
+}
+
 static void *writer_main(void *arg)
 {
     struct audit *a = arg;
@@ -656,28 +683,28 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (a->pending == NULL && !a->stop) {
-            if (atomic_load(&a->healthy) && a->dirty) {
-                /* Entries without a durability wait: synced when due, or with the next batch. */
-                long long due = lazy_due_ns(a);
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += (time_t)(due / 1000000000LL);
-                ts.tv_nsec += (long)(due % 1000000000LL);
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
+            if (atomic_load(&a->healthy)) {
+                long long ns = idle_sleep_ns(a);
                 a->writer_waiting = 1;
-                if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) == ETIMEDOUT && a->pending == NULL) {
-                    a->writer_waiting = 0;
+                if (ns < 0) {
+                    pthread_cond_wait(&a->cv, &a->mu);
+                } else {
+                    clock_gettime(CLOCK_REALTIME, &ts);
+                    ts.tv_sec += (time_t)(ns / 1000000000LL);
+                    ts.tv_nsec += (long)(ns % 1000000000LL);
+                    if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                    }
+                    pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+                }
+                a->writer_waiting = 0;
+                /* Entries without a durability wait: synced when due, or with the next batch. */
+                if (a->pending == NULL && a->dirty && lazy_due_ns(a) == 0) {
                     pthread_mutex_unlock(&a->mu);
                     commit(a, 1);
                     pthread_mutex_lock(&a->mu);
                 }
-                a->writer_waiting = 0;
-            } else if (atomic_load(&a->healthy)) {
-                a->writer_waiting = 1;
-                pthread_cond_wait(&a->cv, &a->mu);
-                a->writer_waiting = 0;
             } else {
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_sec += AUDIT_RETRY_MS / 1000;
@@ -855,11 +882,14 @@ static void enqueue(struct audit *a, struct item *it)
     pthread_mutex_unlock(&a->mu);
 }
 
-/* Wake the writer only when it sleeps: a busy writer takes the queue itself. */
+/* Wake the writer only when it sleeps, and once: a busy (or waking)
+ * writer takes the queue itself. */
 static void wake_writer(struct audit *a)
 {
-    if (a->writer_waiting)
+    if (a->writer_waiting) {
+        a->writer_waiting = 0;
         pthread_cond_signal(&a->cv);
+    }
 }
 
 static void enqueue_control(struct audit *a, enum item_kind kind, const struct audit_opts *o)
@@ -1013,9 +1043,16 @@ int audit_append(struct audit *a, struct audit_port *port, char *body, int durab
         deliver(a, it);
         rc = -1;
     } else {
+        long long now = mono_ns();
         *a->pending_tail = it;
         a->pending_tail = &it->next;
-        wake_writer(a);
+        /* An entry nobody waits for does not wake the writer while durable
+         * ones keep coming: the writer is up within AUDIT_LAZY_WRITE_MS of
+         * the last of them anyway (idle_sleep_ns). */
+        if (durable)
+            a->last_durable_ns = now;
+        if (durable || now - a->last_durable_ns >= AUDIT_LAZY_WRITE_MS * 1000000LL)
+            wake_writer(a);
     }
     pthread_mutex_unlock(&a->mu);
     return rc;

@@ -12,7 +12,9 @@
  * meanwhile share it, so a busy gateway pays one sync for many requests; a
  * lone caller's entry is synced at once.
  * Entries that did not ask for durability are synced with the next batch
- * that does, and within 100 ms at the latest.
+ * that does, and within 100 ms at the latest; while durable entries keep
+ * coming they do not wake the writer but ride with the next batch, written
+ * within 5 ms.
  * With a signing key it appends Ed25519-signed checkpoints. When a write or
  * sync fails the log is "failed" (entries are refused, so nothing is
  * forwarded) until the writer has reopened the file, moved any bytes past

@@ -815,6 +815,37 @@ def test_group_commit_window_does_not_delay_a_lone_caller(make_gateway, sim, key
     assert took < n * 0.1 / 2, took
 
 
+def test_outcomes_ride_with_the_next_batch_and_still_reach_the_file_at_once(make_gateway, sim, keys):
+    # A keep-alive caller's outcome entry (nothing waits for it) does not wake
+    # the writer for a write(2) of its own while decisions keep coming: it
+    # goes out with the next decision's batch. Every entry is still in the
+    # file within AUDIT_LAZY_WRITE_MS (5 ms) of the last decision.
+    admin = gwtest.free_port()
+    gw = make_gateway(sim.url, config=fast(admin_listen="127.0.0.1:%d" % admin, workers=1))
+    tok = keys.token()
+    n = 20
+    sim.add_jobs({"j-okride%d" % i: "Ready" for i in range(n)})
+    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        c.request("DELETE", "/jobs/j-ok1", headers={"Authorization": "Bearer " + tok})
+        c.getresponse().read()
+        time.sleep(0.2)
+        before = metrics(admin).value("smc_gateway_audit_write_seconds_count")
+        for i in range(n):
+            c.request("DELETE", "/jobs/j-okride%d" % i, headers={"Authorization": "Bearer " + tok})
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+        time.sleep(0.1)
+        writes = metrics(admin).value("smc_gateway_audit_write_seconds_count") - before
+    finally:
+        c.close()
+    # One write per decision (its outcome rides with the next), not two.
+    assert writes <= n + 2, writes
+    outcomes = [e for e in gw.audit() if e.get("event") == "outcome" and e["job_id"].startswith("j-okride")]
+    assert len(outcomes) == n
+
+
 def test_without_group_commit_window_concurrent_deletions_sync_more_often(make_gateway, sim, keys):
     """The other side of the test above: it can fail."""
     n = 40
