@@ -249,6 +249,17 @@ static int run(struct gw_config *cfg, const char *config_path)
     }
     if (cfg->key_report != NULL)
         log_info("%s", cfg->key_report);
+    /* Signal handlers before any socket is bound: a supervisor that sees the
+     * port open may signal at once (its default action would kill us). They
+     * run from the loop, once everything below is set up. */
+    d.gw = &gw;
+    d.config_path = config_path;
+    for (int i = 0; i < 4; i++) {
+        event_callback_fn fn = signums[i] == SIGHUP ? on_reload : signums[i] == SIGUSR1 ? on_reopen : on_signal;
+        sigs[i] = evsignal_new(gw.base, signums[i], fn, &d);
+        if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
+            goto out;
+    }
     if (cfg->admin_host != NULL && (gw.admin = srv_new(&gw, NULL, gw.base, cfg, -1, &err)) == NULL)
         goto out;
     gw.workers = calloc((size_t)cfg->workers, sizeof(*gw.workers));
@@ -260,18 +271,10 @@ static int run(struct gw_config *cfg, const char *config_path)
             gw.nworkers++; /* partly made: freed below */
             goto out;
         }
-    d.gw = &gw;
-    d.config_path = config_path;
     d.timer = evtimer_new(gw.base, on_drain_tick, &d);
     gw.sweep = event_new(gw.base, -1, EV_PERSIST, on_sweep, &gw);
     if (d.timer == NULL || gw.sweep == NULL || event_add(gw.sweep, &sweep_tv) != 0)
         goto out;
-    for (int i = 0; i < 4; i++) {
-        event_callback_fn fn = signums[i] == SIGHUP ? on_reload : signums[i] == SIGUSR1 ? on_reopen : on_signal;
-        sigs[i] = evsignal_new(gw.base, signums[i], fn, &d);
-        if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
-            goto out;
-    }
     for (int i = 0; i < gw.nworkers; i++)
         if (worker_start(&gw.workers[i]) != 0)
             goto out;
