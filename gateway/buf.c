@@ -219,22 +219,30 @@ size_t buf_utf8_len(const unsigned char *s, size_t avail)
 
 int buf_json_str(struct buf *b, const char *s, size_t len)
 {
+    static const char hex[] = "0123456789abcdef";
     int rc = -1;
     const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
+    size_t i = 0, start = b->len;
 
     if (buf_addc(b, '"') != 0)
         goto out;
     while (i < len) {
         unsigned char c = u[i];
-        size_t n;
+        size_t n = i;
         int r;
-        if (c == '"' || c == '\\') {
+        /* Runs of printable ASCII go in whole (most strings are nothing else). */
+        while (n < len && u[n] >= 0x20 && u[n] < 0x7F && u[n] != '"' && u[n] != '\\')
+            n++;
+        if (n > i) {
+            r = buf_add(b, u + i, n - i);
+            n -= i;
+        } else if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             r = buf_add(b, e, 2);
             n = 1;
         } else if (c < 0x20 || c == 0x7F) {
-            r = buf_printf(b, "\\u%04x", c);
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            r = buf_add(b, e, 6);
             n = 1;
         } else if ((n = buf_utf8_len(u + i, len - i)) == 0) {
             r = buf_add(b, "\\ufffd", 6);
@@ -250,6 +258,9 @@ int buf_json_str(struct buf *b, const char *s, size_t len)
         goto out;
     rc = 0;
 out:
+    /* All or nothing, like every append. */
+    if (rc != 0)
+        buf_truncate(b, start);
     return rc;
 }
 

@@ -14,10 +14,26 @@
 /* tchar of RFC 9110 5.6.2: what method and field names are made of. */
 static int is_tchar(unsigned char c)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr(extra, c) != NULL);
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    }
 }
 
 /* Bytes allowed in a field value: VCHAR, obs-text, SP and HTAB. */
