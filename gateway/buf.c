@@ -65,7 +65,10 @@ static int buf_reserve(struct buf *b, size_t more)
         rc = 0;
         goto out;
     }
-    ncap = b->cap ? b->cap : 64;
+    /* The first block fits what most buffers on a request's path hold
+     * (entries, replies, signed queries: a few hundred bytes), so they
+     * grow, copy and wipe at most once. */
+    ncap = b->cap ? b->cap : 512;
     while (ncap < need)
         ncap *= 2;
     if (ncap > b->max + 1)
@@ -177,6 +180,15 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     rc = buf_vprintf(b, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+size_t buf_copy(char *dst, size_t dstlen, const char *src)
+{
+    size_t n = strnlen(src, dstlen - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return n;
 }
 
 char *buf_take(struct buf *b)

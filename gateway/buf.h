@@ -57,6 +57,11 @@ int buf_read_file(struct buf *b, const char *path);
  */
 int buf_term_str(struct buf *out, const char *s, size_t len);
 
+/* Copy the C string src into dst (dstlen > 0 bytes), cut to fit and always
+ * NUL-terminated: snprintf(dst, dstlen, "%s", src) without the format
+ * machinery (it runs several times on every request). The length copied. */
+size_t buf_copy(char *dst, size_t dstlen, const char *src);
+
 /* Hand the memory to the caller (who frees it) and reset the buffer. */
 char *buf_take(struct buf *b);
 

@@ -104,8 +104,8 @@ static struct job *job_new(struct worker *w, struct srv_req *req, const char *jo
     j->http = req;
     j->t0_ms = clock_mono_ms();
     j->allow = "DELETE";
-    snprintf(j->request_id, sizeof(j->request_id), "%s", request_id);
-    snprintf(j->job_id, sizeof(j->job_id), "%s", job_id);
+    buf_copy(j->request_id, sizeof(j->request_id), request_id);
+    buf_copy(j->job_id, sizeof(j->job_id), job_id);
     j->method = http_method_name(srv_head(req)->method);
     escape_path(j->path, sizeof(j->path), srv_head(req)->target);
     srv_addresses(req, j->cfg, j->peer_ip, sizeof(j->peer_ip), j->client_ip, sizeof(j->client_ip));
@@ -318,7 +318,7 @@ static int check_hygiene(struct job *j)
                    "At most 64 characters of A-Za-z0-9._:/-", 0, NULL);
             return -1;
         }
-        snprintf(j->ticket, sizeof(j->ticket), "%s", ticket);
+        buf_copy(j->ticket, sizeof(j->ticket), ticket);
     }
     return 0;
 }

@@ -4,6 +4,8 @@
  */
 #include "metrics.h"
 
+#include "buf.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,7 +118,7 @@ static void add_locked(struct metrics *m, int family, const char *labels, unsign
             }
             s->used = 1;
             s->family = family;
-            snprintf(s->labels, sizeof(s->labels), "%s", labels);
+            buf_copy(s->labels, sizeof(s->labels), labels);
             s->value = 1;
             m->nseries++;
             return;
@@ -146,14 +148,34 @@ static void clean(char *out, size_t outlen, const char *in)
     out[n] = '\0';
 }
 
+/* Append s at out[at] (out has MET_LABELS_MAX bytes); the new length. */
+static size_t cat(char *out, size_t at, const char *s)
+{
+    return at + buf_copy(out + at, MET_LABELS_MAX - at, s);
+}
+
 void met_request(struct metrics *m, const char *route, int status, const char *team, double seconds)
 {
-    char labels[MET_LABELS_MAX], t[80];
+    char labels[MET_LABELS_MAX], t[80], st[12];
+    size_t n = sizeof(st) - 1;
+    unsigned v = status > 0 ? (unsigned)status : 0;
 
     if (m == NULL)
         return;
     clean(t, sizeof(t), team ? team : "unknown");
-    snprintf(labels, sizeof(labels), "route=\"%s\",status=\"%d\",team=\"%s\"", route, status, t);
+    st[n] = '\0';
+    do {
+        st[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 && n > 0);
+    memmove(st, st + n, sizeof(st) - n);
+    n = cat(labels, 0, "route=\"");
+    n = cat(labels, n, route);
+    n = cat(labels, n, "\",status=\"");
+    n = cat(labels, n, st);
+    n = cat(labels, n, "\",team=\"");
+    n = cat(labels, n, t);
+    cat(labels, n, "\"");
     add(m, F_REQUESTS, labels);
     met_hist_observe(&m->request_hist[strcmp(route, "jobs") == 0 ? 0 : 1], seconds);
 }
@@ -161,22 +183,32 @@ void met_request(struct metrics *m, const char *route, int status, const char *t
 void met_decision(struct metrics *m, const char *decision, const char *reason)
 {
     char labels[MET_LABELS_MAX], r[96];
+    size_t n;
 
     if (m == NULL)
         return;
     clean(r, sizeof(r), reason);
-    snprintf(labels, sizeof(labels), "decision=\"%s\",reason=\"%s\"", decision, r);
+    n = cat(labels, 0, "decision=\"");
+    n = cat(labels, n, decision);
+    n = cat(labels, n, "\",reason=\"");
+    n = cat(labels, n, r);
+    cat(labels, n, "\"");
     add(m, F_DECISIONS, labels);
 }
 
 void met_upstream(struct metrics *m, const char *outcome, const char *code, double seconds)
 {
     char labels[MET_LABELS_MAX], c[96];
+    size_t n;
 
     if (m == NULL)
         return;
     clean(c, sizeof(c), code);
-    snprintf(labels, sizeof(labels), "outcome=\"%s\",code=\"%s\"", outcome, c);
+    n = cat(labels, 0, "outcome=\"");
+    n = cat(labels, n, outcome);
+    n = cat(labels, n, "\",code=\"");
+    n = cat(labels, n, c);
+    cat(labels, n, "\"");
     add(m, F_UPSTREAM, labels);
     met_hist_observe(&m->upstream_hist, seconds);
 }

@@ -388,9 +388,25 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     flush(c);
 }
 
+/* "<16 hex digits of the listener's random prefix>-<8 or more of a counter>" (out: at least 40 bytes). */
 static void make_request_id(struct srv *s, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "%016llx-%08llx", (unsigned long long)s->rid_prefix, (unsigned long long)++s->rid_counter);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t n = ++s->rid_counter;
+    char tail[17];
+    size_t i = 0, t = 0;
+
+    for (int shift = 60; shift >= 0 && i + 1 < outlen; shift -= 4)
+        out[i++] = hex[(s->rid_prefix >> shift) & 15];
+    do {
+        tail[t++] = hex[n & 15];
+        n >>= 4;
+    } while (n != 0 || t < 8);
+    if (i + 1 < outlen)
+        out[i++] = '-';
+    while (t > 0 && i + 1 < outlen)
+        out[i++] = tail[--t];
+    out[i] = '\0';
 }
 
 /* Refuse a head that cannot be served, with a problem body; the connection
@@ -703,12 +719,12 @@ void srv_addresses(const struct srv_req *r, const struct gw_config *cfg, char *p
     const struct http_head *h = &r->head;
     struct buf xff;
 
-    snprintf(peer, peerlen, "%s", c->peer);
-    snprintf(client, clientlen, "%s", peer);
+    buf_copy(peer, peerlen, c->peer);
+    buf_copy(client, clientlen, peer);
     if (cfg->ntrusted == 0 || !px_trusted(cfg->trusted, cfg->ntrusted, peer))
         return;
     if (c->proxy_client[0] != '\0') {
-        snprintf(client, clientlen, "%s", c->proxy_client);
+        buf_copy(client, clientlen, c->proxy_client);
         return;
     }
     /* Several X-Forwarded-For fields form one list, in order. */
@@ -721,7 +737,7 @@ void srv_addresses(const struct srv_req *r, const struct gw_config *cfg, char *p
         buf_adds(&xff, h->fields[i].value);
     }
     if (xff.p != NULL && px_xff_client(cfg->trusted, cfg->ntrusted, xff.p, client, clientlen) != 0)
-        snprintf(client, clientlen, "%s", peer);
+        buf_copy(client, clientlen, peer);
     buf_free(&xff);
 }
 
@@ -826,7 +842,7 @@ static void dispatch(struct srv *s, struct srv_req *req)
     int admin = s->w == NULL, health_here, health;
 
     if (given != NULL && route_valid_request_id(given))
-        snprintf(request_id, sizeof(request_id), "%s", given);
+        buf_copy(request_id, sizeof(request_id), given);
     else
         make_request_id(s, request_id, sizeof(request_id));
     kind = route_parse(uri, job_id, sizeof(job_id));

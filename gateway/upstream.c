@@ -291,7 +291,7 @@ static void attempt_done(struct up_call *c, CURLcode res)
     }
     map_answer(t, status, c->body.p, c->body.len, &c->o.map);
     c->o.upstream_status = status;
-    snprintf(c->o.gateway_error, sizeof(c->o.gateway_error), "%s", errclass);
+    buf_copy(c->o.gateway_error, sizeof(c->o.gateway_error), errclass);
     if (c->o.map.throttled)
         c->o.retry_after_s = c->retry_after_s > 0 ? c->retry_after_s : 1;
     if (t != MAP_ANSWERED)

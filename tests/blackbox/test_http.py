@@ -195,3 +195,14 @@ def test_out_of_descriptors_pauses_accepting_instead_of_spinning(make_gateway, s
             assert time.time() < deadline
             time.sleep(0.1)
     assert r.status == 200
+
+
+def test_generated_request_ids_are_prefix_and_counter(make_gateway, sim, keys):
+    import re
+    gw = make_gateway(sim.url, config={"workers": 1})
+    ids = [gw.delete("j-oknope%d" % i, keys.token()).header("X-Request-Id") for i in range(3)]
+    assert all(re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]{8,}", i) for i in ids), ids
+    # The listener's random prefix, and its counter counting up.
+    assert len({i.split("-")[0] for i in ids}) == 1
+    counters = [int(i.split("-")[1], 16) for i in ids]
+    assert counters == sorted(counters) and len(set(counters)) == 3

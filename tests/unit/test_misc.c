@@ -154,3 +154,15 @@ UNIT_TEST(clock_rfc3339)
     clock_iso8601_s(out, sizeof(out), 1795866484007LL);
     CHECK_STR(out, "2026-11-28T11:48:04Z");
 }
+
+UNIT_TEST(buf_copy_cuts_and_terminates)
+{
+    char small[4], big[16];
+
+    CHECK_INT(buf_copy(big, sizeof(big), "abc"), 3);
+    CHECK_STR(big, "abc");
+    CHECK_INT(buf_copy(small, sizeof(small), "abcdef"), 3);
+    CHECK_STR(small, "abc");
+    CHECK_INT(buf_copy(small, 1, "abc"), 0);
+    CHECK_STR(small, "");
+}
