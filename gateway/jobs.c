@@ -44,6 +44,7 @@ struct job {
     struct gw *gw;
     struct gw_config *cfg; /* reference held until job_free */
     struct srv_req *http;  /* borrowed from the server until the reply */
+    struct up_call *call;  /* prepared while the decision is synced (owned until launched), or NULL */
     struct job *qnext;     /* in gw's upstream queue */
     struct event *qtimer;  /* bound on the time spent queued */
     int holds_slot;        /* counted in w->upstream_active */
@@ -130,6 +131,7 @@ static void job_free(struct job *j)
     met_request(j->gw->metrics, "jobs", j->status, j->pteam ? j->pteam->name : NULL,
                 (double)(clock_mono_ms() - j->t0_ms) / 1000.0);
     release_slot(j);
+    up_cancel(j->call);
     if (j->qtimer != NULL)
         event_free(j->qtimer);
     atomic_fetch_sub(&j->w->jobs_in_flight, 1);
@@ -490,14 +492,24 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
     job_free(j);
 }
 
+static void upstream_params(const struct job *j, struct up_params *p)
+{
+    const struct cfg_upstream *u = &j->cfg->upstream;
+    struct up_params v = {u->endpoint, u->post,    u->connect_timeout_ms, u->timeout_ms, u->deadline_ms, u->max_retries,
+                          u->proxy,    u->ca_file, j->request_id};
+
+    *p = v;
+}
+
 static void on_decision_durable(void *arg, int ok)
 {
     struct job *j = arg;
-    const struct cfg_upstream *u = &j->cfg->upstream;
-    struct up_params p = {u->endpoint, u->post,    u->connect_timeout_ms, u->timeout_ms, u->deadline_ms, u->max_retries,
-                          u->proxy,    u->ca_file, j->request_id};
+    struct up_call *call = j->call;
+    struct up_params p;
 
+    j->call = NULL;
     if (!ok) {
+        up_cancel(call);
         log_msg(LOG_LVL_ERROR, j->request_id, "decision entry for %s not durable: request refused with 503", j->job_id);
         srv_add_header(j->http, "Retry-After", "5");
         job_problem(j, 503, "audit-unavailable", "The audit log cannot record this request",
@@ -506,6 +518,11 @@ static void on_decision_durable(void *arg, int ok)
         job_free(j);
         return;
     }
+    if (call != NULL) {
+        up_launch(call);
+        return;
+    }
+    upstream_params(j, &p);
     if (up_start(j->w->up, &p, sign_attempt, on_upstream_done, j) == NULL) {
         struct up_outcome o;
         memset(&o, 0, sizeof(o));
@@ -520,6 +537,7 @@ static void record_and_forward(struct job *j)
 {
     struct buf b;
     char masked[32];
+    struct up_params p;
 
     j->cred = creds_find(j->cfg->creds, j->pteam->credential);
     creds_mask(j->cred->access_key_id, masked, sizeof(masked));
@@ -531,7 +549,10 @@ static void record_and_forward(struct job *j)
     buf_adds(&b, ",\"decision\":\"allow\"");
     entry_str(&b, "credential", j->cred->name);
     entry_str(&b, "access_key_id", masked);
-    /* Forward only once this entry is on disk (on_decision_durable). */
+    /* The call is signed and set up while the entry is synced; it is sent
+     * only once the entry is on disk (on_decision_durable). */
+    upstream_params(j, &p);
+    j->call = up_prepare(j->w->up, &p, sign_attempt, on_upstream_done, j);
     /* Other requests in flight will bring decisions of their own: the
      * writer may then hold this sync briefly so that they share it. */
     submit(j, &b, gw_jobs_in_flight(j->gw) > 1 ? AUDIT_SYNC_SHARED : AUDIT_SYNC, on_decision_durable, j);

@@ -53,6 +53,7 @@ struct up_call {
 };
 
 static void start_attempt(struct up_call *c);
+static void drop_attempt(struct up_call *c);
 static void profile_clear(struct up *u);
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -334,13 +335,16 @@ static void on_xfer_done(void *arg, CURL *easy, CURLcode res)
     attempt_done(c, res);
 }
 
-static void start_attempt(struct up_call *c)
+/* Sign attempt number ++attempts and set up its transfer (not added yet). 0,
+ * or -1 with c->easy and the signed parameters gone. */
+static int setup_attempt(struct up_call *c, long *timeout_out)
 {
     long remaining = c->p.deadline_ms - (long)(clock_mono_ms() - c->start_ms);
     long timeout = c->p.timeout_ms < remaining ? c->p.timeout_ms : remaining;
     long ctimeout = c->p.connect_timeout_ms < timeout ? c->p.connect_timeout_ms : timeout;
     CURL *e;
 
+    *timeout_out = timeout;
     c->o.attempts++;
     buf_reset(&c->body);
     c->retry_after_s = 0;
@@ -366,19 +370,35 @@ static void start_attempt(struct up_call *c)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
-    if (cev_add(c->up->cev, e, on_xfer_done, c) != 0)
-        goto fail;
-    return;
+    return 0;
 fail:
-    /* The call cannot go on: report it from the loop, not from here. */
+    drop_attempt(c);
+    return -1;
+}
+
+/* Undo a set-up attempt that was never sent. */
+static void drop_attempt(struct up_call *c)
+{
     if (c->easy != NULL) {
         curl_easy_cleanup(c->easy);
         c->easy = NULL;
     }
     buf_wipe(&c->params);
     buf_wipe(&c->url);
-    /* After a failed attempt its judgement stands; before any, it is ours. */
     c->o.attempts--;
+}
+
+static void start_attempt(struct up_call *c)
+{
+    long timeout = 0;
+
+    if (setup_attempt(c, &timeout) == 0) {
+        if (cev_add(c->up->cev, c->easy, on_xfer_done, c) == 0)
+            return;
+        drop_attempt(c);
+    }
+    /* The call cannot go on: report it from the loop, not from here. After a
+     * failed attempt its judgement stands; before any, it is ours. */
     if (c->o.attempts == 0) {
         map_answer(MAP_INTERNAL, 0, NULL, 0, &c->o.map);
         snprintf(c->o.gateway_error, sizeof(c->o.gateway_error), "%s", timeout <= 0 ? "deadline" : "internal");
@@ -386,9 +406,10 @@ fail:
     finish(c);
 }
 
-struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg)
+struct up_call *up_prepare(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg)
 {
     struct up_call *c = calloc(1, sizeof(*c));
+    long timeout;
 
     if (c == NULL)
         return NULL;
@@ -411,7 +432,34 @@ struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sig
         c->next->pprev = &c->next;
     c->pprev = &u->calls;
     u->calls = c;
-    /* First attempt from the loop (in this pass), so done never runs inside up_start. */
+    /* The first attempt now; one that cannot be set up is tried again at launch. */
+    setup_attempt(c, &timeout);
+    return c;
+}
+
+void up_launch(struct up_call *c)
+{
+    /* The deadline counts from here: the wait before (the audit) is not the upstream's. */
+    c->start_ms = clock_mono_ms();
+    if (c->easy != NULL && cev_add(c->up->cev, c->easy, on_xfer_done, c) == 0)
+        return;
+    if (c->easy != NULL)
+        drop_attempt(c);
+    /* From the loop (in this pass), so done never runs inside up_launch. */
     event_active(c->backoff, EV_TIMEOUT, 1);
+}
+
+void up_cancel(struct up_call *c)
+{
+    if (c != NULL)
+        call_free(c);
+}
+
+struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg)
+{
+    struct up_call *c = up_prepare(u, p, sign, done, arg);
+
+    if (c != NULL)
+        up_launch(c);
     return c;
 }
