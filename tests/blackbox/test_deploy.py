@@ -424,7 +424,7 @@ def test_openapi_description():
     hdrs = {deref(p)["name"]: deref(p) for p in delete["parameters"]}
     assert hdrs["X-Request-Id"]["schema"]["pattern"] == "^[A-Za-z0-9._-]{1,128}$"
     assert hdrs["X-Change-Ticket"]["schema"]["pattern"] == "^[A-Za-z0-9._:/-]{1,64}$"
-    codes = {"200", "400", "401", "403", "404", "405", "409", "429", "502", "503", "504"}
+    codes = {"200", "400", "401", "403", "404", "405", "409", "413", "429", "431", "502", "503", "504", "505"}
     assert set(delete["responses"]) == codes
     for code, resp in delete["responses"].items():
         resp = deref(resp)
