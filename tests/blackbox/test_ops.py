@@ -791,26 +791,34 @@ def test_group_commit_shares_one_sync_among_concurrent_deletions(make_gateway, s
     assert 1 <= syncs <= n // 4, syncs
 
 
-def test_group_commit_window_does_not_delay_a_lone_caller(make_gateway, sim, keys):
-    # One caller, one request at a time, on a keep-alive connection: its
-    # decision is synced at once; the window only holds syncs under load.
-    gw = make_gateway(sim.url, config=fast(workers=1, audit={"group_commit_us": 100000}))
-    tok = keys.token()
-    n = 10
-    sim.add_jobs({"j-oklone%d" % i: "Ready" for i in range(n)})
+def keepalive_deletions(gw, tok, jobs, first=None):
+    """One caller deleting jobs one at a time on a keep-alive connection
+    (after one warm-up DELETE, then first() if given); seconds it took."""
     c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
     try:
         c.request("DELETE", "/jobs/j-ok1", headers={"Authorization": "Bearer " + tok})
         c.getresponse().read()
+        if first is not None:
+            first()
         t0 = time.time()
-        for i in range(n):
-            c.request("DELETE", "/jobs/j-oklone%d" % i, headers={"Authorization": "Bearer " + tok})
+        for job in jobs:
+            c.request("DELETE", "/jobs/" + job, headers={"Authorization": "Bearer " + tok})
             r = c.getresponse()
             r.read()
             assert r.status == 200
-        took = time.time() - t0
+        return time.time() - t0
     finally:
         c.close()
+
+
+def test_group_commit_window_does_not_delay_a_lone_caller(make_gateway, sim, keys):
+    # One caller, one request at a time, on a keep-alive connection: its
+    # decision is synced at once; the window only holds syncs under load.
+    gw = make_gateway(sim.url, config=fast(workers=1, audit={"group_commit_us": 100000}))
+    n = 10
+    jobs = ["j-oklone%d" % i for i in range(n)]
+    sim.add_jobs({j: "Ready" for j in jobs})
+    took = keepalive_deletions(gw, keys.token(), jobs)
     # Held by the window, each would take about 100 ms.
     assert took < n * 0.1 / 2, took
 
@@ -822,24 +830,18 @@ def test_outcomes_ride_with_the_next_batch_and_still_reach_the_file_at_once(make
     # file within AUDIT_LAZY_WRITE_MS (5 ms) of the last decision.
     admin = gwtest.free_port()
     gw = make_gateway(sim.url, config=fast(admin_listen="127.0.0.1:%d" % admin, workers=1))
-    tok = keys.token()
     n = 20
-    sim.add_jobs({"j-okride%d" % i: "Ready" for i in range(n)})
-    c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
-    try:
-        c.request("DELETE", "/jobs/j-ok1", headers={"Authorization": "Bearer " + tok})
-        c.getresponse().read()
+    jobs = ["j-okride%d" % i for i in range(n)]
+    sim.add_jobs({j: "Ready" for j in jobs})
+    before = []
+
+    def count_writes():
         time.sleep(0.2)
-        before = metrics(admin).value("smc_gateway_audit_write_seconds_count")
-        for i in range(n):
-            c.request("DELETE", "/jobs/j-okride%d" % i, headers={"Authorization": "Bearer " + tok})
-            r = c.getresponse()
-            r.read()
-            assert r.status == 200
-        time.sleep(0.1)
-        writes = metrics(admin).value("smc_gateway_audit_write_seconds_count") - before
-    finally:
-        c.close()
+        before.append(metrics(admin).value("smc_gateway_audit_write_seconds_count"))
+
+    keepalive_deletions(gw, keys.token(), jobs, first=count_writes)
+    time.sleep(0.1)
+    writes = metrics(admin).value("smc_gateway_audit_write_seconds_count") - before[0]
     # One write per decision (its outcome rides with the next), not two.
     assert writes <= n + 2, writes
     outcomes = [e for e in gw.audit() if e.get("event") == "outcome" and e["job_id"].startswith("j-okride")]
