@@ -4,6 +4,7 @@
 #include "curlev.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,12 +29,16 @@ struct cev_xfer {
  * where adding it for every response and removing it after cost two
  * epoll_ctl calls per request. A parked socket that turns readable (the
  * server closed it) is taken out of the poll set; curl finds it dead when
- * it next looks.
+ * it next looks. Only connection sockets are parked: they are opened and
+ * closed through our callbacks, so no watch outlives its descriptor. Others
+ * curl may watch (its resolver's socketpair) it closes by itself, so their
+ * watch goes with their removal.
  */
 struct cev_sock {
     struct event *ev;
     short kind; /* what ev waits for while added; 0: not added */
     int parked; /* curl is not watching it (between transfers) */
+    int ours;   /* opened through open_cb: close_cb will see it closed */
 };
 
 static void check_multi_info(struct cev *c)
@@ -69,6 +74,18 @@ static void sock_unwatch(struct cev_sock *cs)
     if (cs->kind != 0) {
         event_del(cs->ev);
         cs->kind = 0;
+    }
+}
+
+static void sock_free(struct cev *c, curl_socket_t s)
+{
+    struct cev_sock *cs = sock_of(c, s);
+
+    if (cs != NULL) {
+        sock_unwatch(cs);
+        event_free(cs->ev);
+        free(cs);
+        c->socks[s] = NULL;
     }
 }
 
@@ -134,12 +151,16 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     (void)easy;
     (void)socketp;
     if (what == CURL_POLL_REMOVE) {
-        /* Between transfers: keep a read watch (parked), drop a write one. */
-        if ((cs = sock_of(c, s)) != NULL) {
-            cs->parked = 1;
-            if (cs->kind != (EV_READ | EV_PERSIST))
-                sock_unwatch(cs);
+        if ((cs = sock_of(c, s)) == NULL)
+            return 0;
+        if (!cs->ours) {
+            sock_free(c, s);
+            return 0;
         }
+        /* Between transfers: keep a read watch (parked), drop a write one. */
+        cs->parked = 1;
+        if (cs->kind != (EV_READ | EV_PERSIST))
+            sock_unwatch(cs);
         return 0;
     }
     if ((cs = sock_get(c, s)) == NULL)
@@ -156,18 +177,29 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     return 0;
 }
 
+/* curl opens a connection's socket: known as ours from the start. */
+static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct cev *c = clientp;
+    curl_socket_t s;
+    struct cev_sock *cs;
+
+    (void)purpose;
+    s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s == CURL_SOCKET_BAD)
+        return s;
+    if ((cs = sock_get(c, s)) == NULL) {
+        close(s);
+        return CURL_SOCKET_BAD;
+    }
+    cs->ours = 1;
+    return s;
+}
+
 /* curl closes a socket: its watch goes first (the number may be reused at once). */
 static int close_cb(void *clientp, curl_socket_t s)
 {
-    struct cev *c = clientp;
-    struct cev_sock *cs = sock_of(c, s);
-
-    if (cs != NULL) {
-        sock_unwatch(cs);
-        event_free(cs->ev);
-        free(cs);
-        c->socks[s] = NULL;
-    }
+    sock_free(clientp, s);
     return close(s);
 }
 
@@ -244,7 +276,9 @@ int cev_add(struct cev *c, CURL *easy, cev_done_fn done, void *arg)
     x->done = done;
     x->arg = arg;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
-    /* Connections this transfer opens tell us when curl closes them. */
+    /* Connections this transfer opens are opened and closed through us. */
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, c);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, c);
     if (curl_multi_add_handle(c->multi, easy) != CURLM_OK) {

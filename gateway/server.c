@@ -174,17 +174,18 @@ static void conn_free(struct srv_conn *c)
             SSL_shutdown(c->ssl); /* close_notify, best effort (non-blocking) */
         SSL_free(c->ssl);
     }
-    if (c->fd >= 0) {
-        while (!c->peer_eof && rounds-- > 0 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-            ;
-        close(c->fd);
-    }
+    /* The watches go before the descriptor (its number may be reused at once). */
     if (c->rev != NULL)
         event_free(c->rev);
     if (c->wev != NULL)
         event_free(c->wev);
     if (c->timer != NULL)
         event_free(c->timer);
+    if (c->fd >= 0) {
+        while (!c->peer_eof && rounds-- > 0 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+            ;
+        close(c->fd);
+    }
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->req.fields);
@@ -303,7 +304,8 @@ static int fill(struct srv_conn *c)
         /* The cap is the head limit (a reload may lower it below what is held). */
         c->in.max = c->srv->max_head > c->in.len ? c->srv->max_head : c->in.len;
         room = c->in.cap > c->in.len + 1 ? c->in.cap - c->in.len - 1 : 0;
-        if (room == 0 && c->in.len < c->in.max) {
+        /* Never while a request is served: its head points into the buffer. */
+        if (room == 0 && c->in.len < c->in.max && c->state != CONN_BUSY) {
             size_t more = c->in.cap ? c->in.cap : SRV_IN_FIRST;
             if (more > c->in.max - c->in.len)
                 more = c->in.max - c->in.len;
@@ -333,15 +335,19 @@ static int fill(struct srv_conn *c)
             }
             e = SSL_get_error(c->ssl, r);
             if (e == SSL_ERROR_WANT_WRITE) {
+                /* Reading resumes when the socket takes bytes (on_write). */
                 c->read_wants_write = 1;
+                set_reading(c, 0);
                 set_writing(c, 1);
             } else if (e == SSL_ERROR_ZERO_RETURN) {
                 c->peer_eof = 1;
             } else if (e != SSL_ERROR_WANT_READ) {
-                /* A failed handshake (OpenSSL has sent its alert) or a broken stream. */
+                /* A failed handshake (OpenSSL has sent its alert) or a broken
+                 * stream: close now, unless a request is being served (its
+                 * reply will find the connection gone). */
                 ERR_clear_error();
                 c->peer_eof = 1;
-                if (!SSL_is_init_finished(c->ssl))
+                if (c->state != CONN_BUSY)
                     rc = -1;
             }
             break;
@@ -365,6 +371,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         flush(c); /* may free c */
         return;
     }
+    /* fill() asks to close only a connection that serves no request. */
     if (!resume && fill(c) != 0) {
         conn_free(c);
         return;
@@ -382,6 +389,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         c->read_wants_write = 0;
         if (c->out.len == c->out_off)
             set_writing(c, 0);
+        if (!c->peer_eof)
+            set_reading(c, 1);
         on_read(c->fd, EV_READ, c);
         return;
     }
@@ -473,8 +482,15 @@ static void process(struct srv_conn *c)
     }
     c->in_process = 0;
     /* Past its reply, or the caller is gone (or done): nothing more will come. */
-    if (c->dead || (c->peer_eof && c->state != CONN_BUSY && !c->writing))
+    if (c->dead || (c->peer_eof && c->state != CONN_BUSY && !c->writing)) {
         conn_free(c);
+        return;
+    }
+    /* Plaintext OpenSSL still holds (the buffer was full) gets no poll event. */
+    if (c->ssl != NULL && c->state != CONN_BUSY && !c->writing && SSL_has_pending(c->ssl)) {
+        c->resume = 0;
+        event_active(c->rev, EV_READ, 1);
+    }
 }
 
 /* Send what is left of c->out. May free c. */

@@ -31,6 +31,7 @@ struct up {
     int npool;
     char *pr_endpoint, *pr_proxy, *pr_ca_file; /* the profile: what the pooled handles are set up for */
     int pr_post;
+    unsigned pr_gen; /* changes with the profile: handles of another one are not pooled again */
     struct curl_slist *headers;
     struct up_call *calls; /* every call in flight, for up_free */
 };
@@ -43,6 +44,7 @@ struct up_call {
     up_done_fn done;
     void *arg;
     CURL *easy;         /* the running attempt, or NULL */
+    unsigned easy_gen;  /* the profile generation easy was set up for */
     struct buf params;  /* signed parameters of the running attempt (wiped) */
     struct buf url;     /* GET: endpoint?params */
     struct buf body;    /* answer body, capped */
@@ -230,6 +232,7 @@ static CURL *easy_get(struct up *u, const struct up_params *p)
 
     if (!same_profile(u, p)) {
         profile_clear(u);
+        u->pr_gen++;
         u->pr_post = p->post;
         u->pr_endpoint = strdup(p->endpoint);
         u->pr_proxy = p->proxy ? strdup(p->proxy) : NULL;
@@ -246,9 +249,10 @@ static CURL *easy_get(struct up *u, const struct up_params *p)
     return e;
 }
 
-static void easy_put(struct up *u, CURL *e)
+/* Back to the pool, unless it was set up for an upstream a reload replaced. */
+static void easy_put(struct up *u, CURL *e, unsigned gen)
 {
-    if (u->npool < UP_EASY_POOL) {
+    if (gen == u->pr_gen && u->npool < UP_EASY_POOL) {
         /* No pointers into a finished call stay behind. */
         curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
@@ -302,7 +306,7 @@ static void attempt_done(struct up_call *c, CURLcode res)
         log_msg(LOG_LVL_INFO, c->p.request_id, "upstream attempt %d answered %ld %s: %s", c->o.attempts, status,
                 c->o.map.upstream_code, c->o.map.upstream_message);
 
-    easy_put(c->up, c->easy);
+    easy_put(c->up, c->easy, c->easy_gen);
     c->easy = NULL;
     buf_wipe(&c->params);
     buf_wipe(&c->url);
@@ -356,6 +360,7 @@ static int setup_attempt(struct up_call *c, long *timeout_out)
     if (e == NULL)
         goto fail;
     c->easy = e;
+    c->easy_gen = c->up->pr_gen;
     if (c->p.post) {
         /* Sent from our buffer (no copy by curl); wiped after the attempt. */
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->params.p);

@@ -5,6 +5,7 @@ import concurrent.futures
 import http.server
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -45,12 +46,14 @@ class IdP:
         self.e1 = ec.generate_private_key(ec.SECP256R1())
         self.doc = {"keys": [rsa_jwk(self.r1, "r1"), rsa_jwk(self.r2, "r2"), ec_jwk(self.e1, "e1")]}
         self.down = False
+        self.delay = 0.0
         self.hits = {}
         idp = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 idp.hits[self.path] = idp.hits.get(self.path, 0) + 1
+                time.sleep(idp.delay)
                 if idp.down or self.path != "/jwks.json":
                     self.send_response(503 if idp.down else 404)
                     self.end_headers()
@@ -249,3 +252,32 @@ def test_exactly_one_key_source(sim, idp, keys):
                        config={"auth": {"algorithms": ["RS256"], "jwks_url": idp.url}})
     rc, out = g.check_config()
     assert rc == 1 and "exactly one key source" in out
+
+
+def test_bytes_arriving_while_a_request_waits_for_a_refresh(make_gateway, sim, idp):
+    # A token with a new kid waits for a JWKS refresh; meanwhile the client
+    # pipelines a large second request. The token is read again after the
+    # refresh, from the connection's buffer: that buffer must not have moved
+    # (it does not grow while a request is served).
+    gw = jwks_gateway(make_gateway, sim, idp)
+    idp.doc = {"keys": [rsa_jwk(idp.r3, "r3")]}
+    idp.delay = 0.8
+    tok = idp.token("r3")
+    first = ("DELETE /jobs/j-bp2abcdef HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tok).encode()
+    second = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"q" * 12000 + b"\r\nConnection: close\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        s.sendall(first)
+        time.sleep(0.3)
+        s.sendall(second)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    assert out.startswith(b"HTTP/1.1 200 "), out[:300]
+    assert out.count(b"HTTP/1.1 200 ") == 2, out[:600]
+    assert [r["params"]["JobId"] for r in sim.requests()] == ["j-bp2abcdef"]

@@ -1085,3 +1085,33 @@ def test_running_as_root_is_refused_without_allow_root(sim, keys, workdir):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", g.port), timeout=1).close()
     assert sim.requests() == []
+
+
+def test_reload_to_another_upstream_while_calls_are_in_flight(make_gateway, sim, keys, workdir):
+    # Calls in flight when upstream.endpoint changes finish where they
+    # started; every call after the reload goes to the new upstream, also on
+    # the curl handles the old calls give back.
+    folder = os.path.join(workdir, "b")
+    os.makedirs(folder, exist_ok=True)
+    other = gwtest.Sim(folder, all_jobs=True)
+    try:
+        gw = make_gateway(sim.url, config=fast(workers=1))
+        jobs = ["j-okflight%d" % i for i in range(4)]
+        sim.add_jobs({j: "Ready" for j in jobs})
+        sim.fault(latency_ms=800)
+        tok = keys.token()
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            inflight = [ex.submit(gw.delete, j, tok, timeout=10) for j in jobs]
+            time.sleep(0.3)
+            gw.config["upstream"]["endpoint"] = other.url
+            gw.write_config()
+            sighup_and_wait(gw, "configuration reloaded")
+            assert gw.delete("j-okb0", tok).status == 200  # the new upstream, while the old calls run
+            assert [f.result().status for f in inflight] == [200] * 4
+        sim.fault(latency_ms=0)
+        for i in range(1, 7):
+            assert gw.delete("j-okb%d" % i, tok).status == 200
+        assert sorted(r["params"]["JobId"] for r in sim.requests()) == sorted(jobs)
+        assert [r["params"]["JobId"] for r in other.requests()] == ["j-okb%d" % i for i in range(7)]
+    finally:
+        other.stop()

@@ -628,3 +628,89 @@ def test_tls_key_mode_0640_is_accepted(make_gateway, sim, keys, pki, workdir):
     r = delete(gw, client_ctx(pki.ca), "j-bp1ready", keys.token())
     assert r.status == 200, r
     assert len(sim.requests()) == 1
+
+
+def tls_socket(port, ctx):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def read_until_closed(s, limit=5.0):
+    out, end = b"", time.time() + limit
+    while time.time() < end:
+        try:
+            chunk = s.recv(65536)
+        except (socket.timeout, ssl.SSLError, OSError):
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_broken_tls_record_while_a_request_is_served(make_gateway, sim, keys, pki):
+    # A request waits for a slow upstream; meanwhile the client sends a TLS
+    # record that is not one (a fatal error for the stream). The request still
+    # completes (upstream called once, outcome audited), the connection goes,
+    # and the gateway serves the next caller.
+    gw = make_gateway(sim.url, config={"tls": tls_cfg(pki), "workers": 1})
+    sim.fault(latency_ms=500)
+    s = tls_socket(gw.port, client_ctx(pki.ca))
+    try:
+        s.sendall(b"DELETE /jobs/j-bp1ready HTTP/1.1\r\nHost: x\r\nX-Request-Id: tls-broken-1\r\n"
+                  b"Authorization: Bearer " + keys.token().encode() + b"\r\n\r\n")
+        time.sleep(0.1)
+        os.write(s.fileno(), b"\x17\x03\x03\x00\x20" + b"\xaa" * 32)
+        read_until_closed(s, 3.0)
+    finally:
+        s.close()
+    entries = gw.audit_for("tls-broken-1", wait=3.0)
+    assert [e["event"] for e in entries] == ["decision", "outcome"], entries
+    assert entries[1]["status"] == 200
+    assert [r["params"]["JobId"] for r in sim.requests()] == ["j-bp1ready"]
+    sim.fault(latency_ms=0)
+    assert delete(gw, client_ctx(pki.ca), "j-ok1", keys.token()).status == 200
+
+
+def test_tls_pipelined_heads_beyond_one_buffer_are_all_answered(make_gateway, sim, keys, pki):
+    # More pipelined heads than the connection's buffer holds: what OpenSSL
+    # still holds after the buffer filled must be read without a new poll
+    # event (the socket is already empty).
+    gw = make_gateway(sim.url, config={"tls": tls_cfg(pki), "workers": 1})
+    n = 60
+    pad = b"X-Pad: " + b"p" * 600 + b"\r\n"
+    reqs = b"".join(b"GET /nothing-%d HTTP/1.1\r\nHost: x\r\n" % i + pad + b"\r\n" for i in range(n - 1))
+    reqs += b"GET /nothing-last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert len(reqs) > 32 * 1024
+    s = tls_socket(gw.port, client_ctx(pki.ca))
+    try:
+        s.sendall(reqs)
+        out = read_until_closed(s, 8.0)
+    finally:
+        s.close()
+    assert out.count(b"HTTP/1.1 404 ") == n, out.count(b"HTTP/1.1 404 ")
+
+
+def test_upstream_by_host_name_leaves_no_stale_watch(make_gateway, workdir, keys, pki):
+    # A host name (not localhost, which curl answers itself) makes curl
+    # resolve it on a thread, watched through a socketpair that curl closes by
+    # itself. No watch on that closed descriptor may survive: the next
+    # connection accepted often gets its number and must still be served.
+    name = socket.gethostname()
+    try:
+        addrs = {a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_INET)}
+    except socket.gaierror:
+        addrs = set()
+    if addrs != {"127.0.0.1"} or name == "localhost":
+        pytest.skip("the host name %r does not resolve to 127.0.0.1 only" % name)
+    cert = make_cert(workdir, "upstream-by-name", name, "DNS:" + name, "serverAuth", (pki.ca, pki.ca_key))
+    s = tls_sim(workdir, cert)
+    try:
+        gw = make_gateway("https://%s:%d/" % (name, s.port), config={"upstream": {"ca_file": pki.ca}, "workers": 1})
+        assert gw.delete("j-ok1", keys.token()).status == 200
+        for job in ("j-bp1ready", "j-oknone1", "j-oknone2"):
+            t0 = time.time()
+            r = gw.delete(job, keys.token(), timeout=5)
+            assert r.status in (200, 404) and time.time() - t0 < 2, (job, r)
+    finally:
+        s.stop()

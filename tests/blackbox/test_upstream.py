@@ -160,3 +160,4 @@ def test_upstream_closing_an_idle_connection_is_noticed_quietly(make_gateway, wo
         assert gw.audit_for(r.header("X-Request-Id"))[-1]["attempts"] == 1
     finally:
         sim.stop()
+
