@@ -487,7 +487,7 @@ static void process(struct srv_conn *c)
         return;
     }
     /* Plaintext OpenSSL still holds (the buffer was full) gets no poll event. */
-    if (c->ssl != NULL && c->state != CONN_BUSY && !c->writing && SSL_has_pending(c->ssl)) {
+    if (c->ssl != NULL && c->state != CONN_BUSY && !c->writing && SSL_pending(c->ssl) > 0) {
         c->resume = 0;
         event_active(c->rev, EV_READ, 1);
     }
@@ -541,8 +541,8 @@ static void flush(struct srv_conn *c)
         set_reading(c, 1);
     /* A pipelined head (or TLS bytes OpenSSL holds) is served from the
      * loop, never from inside the handler that replied. */
-    if (!c->in_process && (c->consumed < c->in.len || (c->ssl != NULL && SSL_has_pending(c->ssl)))) {
-        c->resume = c->ssl == NULL || !SSL_has_pending(c->ssl);
+    if (!c->in_process && (c->consumed < c->in.len || (c->ssl != NULL && SSL_pending(c->ssl) > 0))) {
+        c->resume = c->ssl == NULL || SSL_pending(c->ssl) == 0;
         event_active(c->rev, EV_READ, 1);
     }
     return;

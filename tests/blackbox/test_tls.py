@@ -714,3 +714,47 @@ def test_upstream_by_host_name_leaves_no_stale_watch(make_gateway, workdir, keys
             assert r.status in (200, 404) and time.time() - t0 < 2, (job, r)
     finally:
         s.stop()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_half_a_tls_record_waits_quietly(make_gateway, sim, keys, pki):
+    # A client sends the first half of a TLS record (bytes OpenSSL buffers
+    # but cannot decrypt yet): the gateway waits for the rest without
+    # spinning, and answers once it comes.
+    gw = make_gateway(sim.url, config={"tls": tls_cfg(pki), "workers": 1})
+    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_ctx(pki.ca).wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                raw.sendall(out.read())
+                inc.write(raw.recv(65536))
+        raw.sendall(out.read())
+        tls.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        record = out.read()
+        raw.sendall(record[:len(record) // 2])
+        before = cpu_seconds(gw.proc.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(gw.proc.pid) - before < 0.3
+        raw.sendall(record[len(record) // 2:])
+        got = b""
+        while b'{"status":"alive"}' not in got:
+            data = raw.recv(65536)
+            assert data, got
+            inc.write(data)
+            try:
+                got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        assert got.startswith(b"HTTP/1.1 200 ")
+    finally:
+        raw.close()
