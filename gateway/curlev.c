@@ -188,6 +188,7 @@ static curl_socket_t open_cb(void *clientp, curlsocktype purpose, struct curl_so
     s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     if (s == CURL_SOCKET_BAD)
         return s;
+    sock_free(c, s); /* an entry left for this number belongs to no socket now */
     if ((cs = sock_get(c, s)) == NULL) {
         close(s);
         return CURL_SOCKET_BAD;
@@ -281,6 +282,9 @@ int cev_add(struct cev *c, CURL *easy, cev_done_fn done, void *arg)
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, c);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, c);
+    /* A transfer stopped during a name lookup must not wait for the
+     * resolver thread (that would stop the whole loop). */
+    curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
     if (curl_multi_add_handle(c->multi, easy) != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
         free(x);

@@ -249,17 +249,28 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (c->writing) {
+    if (c->state == CONN_BUSY) {
+        return; /* the request has deadlines of its own */
+    } else if (c->writing) {
         log_info("closing connection from %s: the reply was not taken within limits.idle_timeout_ms (%ld)", c->peer,
                  c->srv->idle_timeout_ms);
     } else if (c->state == CONN_HEAD) {
         met_inc(c->srv->gw->metrics, MET_HEAD_TIMEOUTS);
         log_info("closing connection from %s: no complete request within limits.header_timeout_ms (%ld)", c->peer,
                  c->srv->head_timeout_ms);
-    } else if (c->state == CONN_BUSY) {
-        return; /* the request has deadlines of its own */
     }
     conn_close(c);
+}
+
+/* Drop the bytes of the request served last (its head is no longer used). */
+static void compact(struct srv_conn *c)
+{
+    if (c->consumed > 0 && c->state != CONN_BUSY) {
+        memmove(c->in.p, c->in.p + c->consumed, c->in.len - c->consumed);
+        buf_truncate(&c->in, c->in.len - c->consumed);
+        c->consumed = 0;
+        c->scanned = 0;
+    }
 }
 
 /* Take a PROXY header off the socket (before TLS, which it precedes).
@@ -300,6 +311,7 @@ static int fill(struct srv_conn *c)
         if (c->proxy_pending)
             return 0;
     }
+    compact(c);
     for (;;) {
         /* The cap is the head limit (a reload may lower it below what is held). */
         c->in.max = c->srv->max_head > c->in.len ? c->srv->max_head : c->in.len;
@@ -309,11 +321,14 @@ static int fill(struct srv_conn *c)
             size_t more = c->in.cap ? c->in.cap : SRV_IN_FIRST;
             if (more > c->in.max - c->in.len)
                 more = c->in.max - c->in.len;
-            if (buf_grow(&c->in, more) == 0)
-                room = c->in.cap - c->in.len - 1;
+            if (buf_grow(&c->in, more) != 0)
+                return -1; /* out of memory: this connection goes */
+            room = c->in.cap - c->in.len - 1;
         }
         if (room == 0) {
-            set_reading(c, 0); /* full: no more until the request is served */
+            /* Full: no more until the request is served (or, at the head
+             * cap, until process() refuses the head). */
+            set_reading(c, 0);
             break;
         }
         if (c->ssl == NULL) {
@@ -440,13 +455,9 @@ static void process(struct srv_conn *c)
     int rc;
 
     c->in_process = 1;
-    while (!c->dead && c->state != CONN_BUSY && !c->writing && !c->close_after) {
-        if (c->consumed > 0) {
-            memmove(c->in.p, c->in.p + c->consumed, c->in.len - c->consumed);
-            buf_truncate(&c->in, c->in.len - c->consumed);
-            c->consumed = 0;
-            c->scanned = 0;
-        }
+    /* One request at a time, and none while a reply is still going out. */
+    while (!c->dead && c->state != CONN_BUSY && !c->writing && c->out_off == c->out.len && !c->close_after) {
+        compact(c);
         if (c->in.len == 0)
             break;
         end = http_head_end(c->in.p, c->in.len, &c->scanned);
@@ -486,8 +497,13 @@ static void process(struct srv_conn *c)
         conn_free(c);
         return;
     }
-    /* Plaintext OpenSSL still holds (the buffer was full) gets no poll event. */
-    if (c->ssl != NULL && c->state != CONN_BUSY && !c->writing && SSL_pending(c->ssl) > 0) {
+    if (c->state == CONN_BUSY || c->writing || c->out_off < c->out.len || c->close_after)
+        return;
+    /* Between requests with room again (reading may have paused on a full
+     * buffer): read on, and what OpenSSL already holds needs no poll event. */
+    if (!c->peer_eof && !c->read_wants_write)
+        set_reading(c, 1);
+    if (c->ssl != NULL && SSL_pending(c->ssl) > 0) {
         c->resume = 0;
         event_active(c->rev, EV_READ, 1);
     }
@@ -583,6 +599,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         SSL_set_fd(c->ssl, (int)fd);
         SSL_set_accept_state(c->ssl);
         SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* A FIN without close_notify ends the stream like one with it: the
+         * heads already received are still answered (requests are framed
+         * by their heads; a cut one is never complete). */
+        SSL_set_options(c->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     }
     c->next = s->conns;
     if (c->next != NULL)

@@ -206,3 +206,36 @@ def test_generated_request_ids_are_prefix_and_counter(make_gateway, sim, keys):
     assert len({i.split("-")[0] for i in ids}) == 1
     counters = [int(i.split("-")[1], 16) for i in ids]
     assert counters == sorted(counters) and len(set(counters)) == 3
+
+
+def test_a_head_that_fills_the_buffer_to_the_cap_leaves_the_connection_usable(make_gateway, sim, keys):
+    # A request whose head is exactly limits.max_header_bytes long, served
+    # while the upstream is slow, then a second request on the same
+    # connection: it is read and answered (reading, paused on the full
+    # buffer, resumes once the first request's bytes are dropped).
+    cap = 4096
+    gw = make_gateway(sim.url, config={"workers": 1, "limits": {"max_header_bytes": cap}})
+    sim.fault(latency_ms=300)
+    head = delete_head(keys.token(), "j-ok1", b"X-Pad: \r\n")
+    head = head.replace(b"X-Pad: ", b"X-Pad: " + b"p" * (cap - len(head)))
+    assert len(head) == cap
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    try:
+        s.sendall(head)
+        first = b""
+        while b'"upstream_request_id"' not in first:
+            chunk = s.recv(65536)
+            assert chunk, first
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200 "), first[:200]
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        t0 = time.time()
+        second = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            second += chunk
+        assert second.startswith(b"HTTP/1.1 200 ") and time.time() - t0 < 2, second[:200]
+    finally:
+        s.close()
