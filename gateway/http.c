@@ -107,27 +107,22 @@ static int next_line(char *buf, size_t len, size_t *pos, char **line, size_t *li
     return 0;
 }
 
+/* The known methods' names, indexed by enum http_method. */
+static const char *const method_names[] = {"OTHER",  "GET",     "HEAD",  "POST",  "PUT",
+                                           "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"};
+#define HTTP_METHODS (sizeof(method_names) / sizeof(method_names[0]))
+
 static enum http_method method_of(const char *m, size_t n)
 {
-    static const struct {
-        const char *name;
-        enum http_method m;
-    } known[] = {{"GET", HTTP_M_GET},     {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
-                 {"PUT", HTTP_M_PUT},     {"DELETE", HTTP_M_DELETE}, {"OPTIONS", HTTP_M_OPTIONS},
-                 {"PATCH", HTTP_M_PATCH}, {"TRACE", HTTP_M_TRACE},   {"CONNECT", HTTP_M_CONNECT}};
-
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strlen(known[i].name) == n && memcmp(known[i].name, m, n) == 0)
-            return known[i].m;
+    for (size_t i = HTTP_M_OTHER + 1; i < HTTP_METHODS; i++)
+        if (strlen(method_names[i]) == n && memcmp(method_names[i], m, n) == 0)
+            return (enum http_method)i;
     return HTTP_M_OTHER;
 }
 
 const char *http_method_name(enum http_method m)
 {
-    static const char *const names[] = {"OTHER",  "GET",     "HEAD",  "POST",  "PUT",
-                                        "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"};
-
-    return (size_t)m < sizeof(names) / sizeof(names[0]) ? names[m] : "OTHER";
+    return (size_t)m < HTTP_METHODS ? method_names[m] : "OTHER";
 }
 
 /* "method SP request-target SP HTTP-version": 0, or the status to refuse with. */

@@ -127,23 +127,37 @@ def request(port, method, path, headers=None, body=None, timeout=30):
         c.close()
 
 
+def read_until_closed(s, limit=None, errors=(socket.timeout,)):
+    """Everything s receives until the peer closes, one of errors is raised
+    (by default: the socket's timeout, the server went quiet) or limit
+    seconds have passed."""
+    out, end = b"", None if limit is None else time.time() + limit
+    while end is None or time.time() < end:
+        try:
+            chunk = s.recv(65536)
+        except errors:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def raw_request(port, data, timeout=5):
     """Send raw bytes; return everything the server sent until it closed or went quiet."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return read_until_closed(s)
     finally:
         s.close()
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time process pid has used."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Sim:

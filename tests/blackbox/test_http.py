@@ -134,18 +134,8 @@ def test_http10_keep_alive_is_honoured(gw, sim):
 
 
 def test_head_has_no_body(gw):
-    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-    try:
-        s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n"
-                  b"Connection: close\r\n\r\n")
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        s.close()
+    out = gwtest.raw_request(gw.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n"
+                             b"Connection: close\r\n\r\n")
     head1, _, rest = out.partition(b"\r\n\r\n")
     assert head1.startswith(b"HTTP/1.1 200") and b"Content-Length: 18" in head1
     # The next bytes are the second response, not a body of the first.
@@ -156,12 +146,6 @@ def test_head_has_no_body(gw):
 def test_every_reply_has_a_date(gw, sim, keys):
     r = gw.delete("j-ok1", keys.token())
     assert r.status == 200 and r.header("Date").endswith(" GMT")
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_out_of_descriptors_pauses_accepting_instead_of_spinning(make_gateway, sim, keys):
@@ -176,10 +160,10 @@ def test_out_of_descriptors_pauses_accepting_instead_of_spinning(make_gateway, s
     socks = [socket.create_connection(("127.0.0.1", gw.port), timeout=5) for _ in range(12)]
     try:
         time.sleep(0.3)
-        before = cpu_seconds(pid)
+        before = gwtest.cpu_seconds(pid)
         time.sleep(1.5)
         # A listener spinning on a readable socket it cannot accept from would burn the core.
-        assert cpu_seconds(pid) - before < 0.5
+        assert gwtest.cpu_seconds(pid) - before < 0.5
         assert "accept failed" in gw.log()
     finally:
         for s in socks:
@@ -230,12 +214,7 @@ def test_a_head_that_fills_the_buffer_to_the_cap_leaves_the_connection_usable(ma
         assert first.startswith(b"HTTP/1.1 200 "), first[:200]
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         t0 = time.time()
-        second = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            second += chunk
+        second = gwtest.read_until_closed(s)
         assert second.startswith(b"HTTP/1.1 200 ") and time.time() - t0 < 2, second[:200]
     finally:
         s.close()

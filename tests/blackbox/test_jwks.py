@@ -270,12 +270,7 @@ def test_bytes_arriving_while_a_request_waits_for_a_refresh(make_gateway, sim, i
         s.sendall(first)
         time.sleep(0.3)
         s.sendall(second)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+        out = gwtest.read_until_closed(s)
     finally:
         s.close()
     assert out.startswith(b"HTTP/1.1 200 "), out[:300]

@@ -635,19 +635,6 @@ def tls_socket(port, ctx):
     return ctx.wrap_socket(raw, server_hostname="localhost")
 
 
-def read_until_closed(s, limit=5.0):
-    out, end = b"", time.time() + limit
-    while time.time() < end:
-        try:
-            chunk = s.recv(65536)
-        except (socket.timeout, ssl.SSLError, OSError):
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
-
-
 def test_broken_tls_record_while_a_request_is_served(make_gateway, sim, keys, pki):
     # A request waits for a slow upstream; meanwhile the client sends a TLS
     # record that is not one (a fatal error for the stream). The request still
@@ -661,7 +648,7 @@ def test_broken_tls_record_while_a_request_is_served(make_gateway, sim, keys, pk
                   b"Authorization: Bearer " + keys.token().encode() + b"\r\n\r\n")
         time.sleep(0.1)
         os.write(s.fileno(), b"\x17\x03\x03\x00\x20" + b"\xaa" * 32)
-        read_until_closed(s, 3.0)
+        gwtest.read_until_closed(s, 3.0, OSError)
     finally:
         s.close()
     entries = gw.audit_for("tls-broken-1", wait=3.0)
@@ -685,7 +672,7 @@ def test_tls_pipelined_heads_beyond_one_buffer_are_all_answered(make_gateway, si
     s = tls_socket(gw.port, client_ctx(pki.ca))
     try:
         s.sendall(reqs)
-        out = read_until_closed(s, 8.0)
+        out = gwtest.read_until_closed(s, 8.0, OSError)
     finally:
         s.close()
     assert out.count(b"HTTP/1.1 404 ") == n, out.count(b"HTTP/1.1 404 ")
@@ -716,12 +703,6 @@ def test_upstream_by_host_name_leaves_no_stale_watch(make_gateway, workdir, keys
         s.stop()
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_half_a_tls_record_waits_quietly(make_gateway, sim, keys, pki):
     # A client sends the first half of a TLS record (bytes OpenSSL buffers
     # but cannot decrypt yet): the gateway waits for the rest without
@@ -742,9 +723,9 @@ def test_half_a_tls_record_waits_quietly(make_gateway, sim, keys, pki):
         tls.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         record = out.read()
         raw.sendall(record[:len(record) // 2])
-        before = cpu_seconds(gw.proc.pid)
+        before = gwtest.cpu_seconds(gw.proc.pid)
         time.sleep(1.0)
-        assert cpu_seconds(gw.proc.pid) - before < 0.3
+        assert gwtest.cpu_seconds(gw.proc.pid) - before < 0.3
         raw.sendall(record[len(record) // 2:])
         got = b""
         while b'{"status":"alive"}' not in got:

@@ -1,6 +1,5 @@
 """Upstream failures, retries, timeouts, and that nothing blocks the loop."""
 import concurrent.futures
-import os
 import time
 
 import gwtest
@@ -138,22 +137,16 @@ def test_proxy_environment_is_ignored(make_gateway, sim, keys):
     assert gw.delete("j-ok1", keys.token()).status == 200
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_upstream_closing_an_idle_connection_is_noticed_quietly(make_gateway, workdir, keys):
     # The upstream drops keep-alive connections idle for a second.
     sim = gwtest.Sim(workdir, jobs={"j-ok1": "Ready", "j-ok2": "Ready"}, extra_args=["--conn-timeout", "1"])
     try:
         gw = make_gateway(sim.url, config={"workers": 1})
         assert gw.delete("j-ok1", keys.token()).status == 200
-        before = cpu_seconds(gw.proc.pid)
+        before = gwtest.cpu_seconds(gw.proc.pid)
         time.sleep(2.5)
         # The closed connection between transfers wakes the loop once, not in a spin.
-        assert cpu_seconds(gw.proc.pid) - before < 0.3
+        assert gwtest.cpu_seconds(gw.proc.pid) - before < 0.3
         r = gw.delete("j-ok2", keys.token())
         assert r.status == 200, r
         assert [q["params"]["JobId"] for q in sim.requests()] == ["j-ok1", "j-ok2"]
