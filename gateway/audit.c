@@ -32,6 +32,7 @@
 #define AUDIT_RETRY_MS 1000              /* recovery attempts while failed */
 #define AUDIT_LAZY_SYNC_MS 100           /* entries that did not ask for durability are synced this late */
 #define AUDIT_LAZY_WRITE_MS 5            /* ... and written this late while durable ones keep coming */
+#define AUDIT_SLOW_LOG_S 10              /* at most one slow-sync message per this many seconds */
 
 enum item_kind { I_ENTRY, I_CHECKPOINT, I_REOPEN, I_CONFIG };
 
@@ -86,6 +87,10 @@ struct audit {
     struct timespec dirty_since;            /* since when */
     long window_us;                         /* group commit: at most one sync per window, under load */
     struct timespec batch_start, last_sync; /* of this batch; of the last synced one */
+    long slow_ms;                           /* a sync this long is reported */
+    unsigned long slow_n;                   /* slow syncs not reported yet ... */
+    double slow_worst_s;                    /* ... the longest of them */
+    long long slow_logged_ns;               /* when the last report went out (0: never) */
     struct buf out;
     /* Shared, read by the loop. */
     atomic_int healthy;
@@ -210,6 +215,36 @@ static int checkpoint_line(struct audit *a)
     return 0;
 }
 
+/* Report the slow syncs counted so far, if any. */
+static void slow_report(struct audit *a)
+{
+    if (a->slow_n > 0)
+        log_warn("audit log %s: %lu fdatasync calls took %ld ms or more since the last report, the longest %.0f ms; "
+                 "requests waiting for their decision entries waited as long",
+                 a->path, a->slow_n, a->slow_ms, a->slow_worst_s * 1000.0);
+    a->slow_n = 0;
+    a->slow_worst_s = 0;
+    a->slow_logged_ns = mono_ns();
+}
+
+/*
+ * A sync of s seconds: a slow one (audit.slow_sync_warn_ms) is counted and
+ * reported at once, or summed into the next report when one went out less
+ * than AUDIT_SLOW_LOG_S ago (the rest go out at shutdown). A disk that stalls
+ * stalls every deletion in flight, so an operator should hear of it.
+ */
+static void note_sync(struct audit *a, double s)
+{
+    met_hist_observe(&a->sync_hist, s);
+    if (s * 1000.0 < (double)a->slow_ms)
+        return;
+    a->slow_n++;
+    if (s > a->slow_worst_s)
+        a->slow_worst_s = s;
+    if (a->slow_logged_ns == 0 || mono_ns() - a->slow_logged_ns >= AUDIT_SLOW_LOG_S * 1000000000LL)
+        slow_report(a);
+}
+
 /* Write a->out and sync when asked; 0 on success, else the log is failed. */
 static int commit(struct audit *a, int sync)
 {
@@ -230,7 +265,7 @@ static int commit(struct audit *a, int sync)
             set_failed(a, "fdatasync failed", errno);
             return -1;
         }
-        met_hist_observe(&a->sync_hist, since_s(&t0));
+        note_sync(a, since_s(&t0));
         a->dirty = 0;
     } else if (a->out.len > 0 && !a->dirty) {
         a->dirty = 1;
@@ -268,7 +303,8 @@ static int open_file(struct audit *a, struct buf *err)
 {
     struct stat st;
 
-    a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* Read as well: at start load_chain reads the tail through this descriptor. */
+    a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (a->fd < 0 || fstat(a->fd, &st) != 0) {
         if (err != NULL)
             buf_printf(err, "%s: cannot open for appending: %s\n", a->path, strerror(errno));
@@ -397,11 +433,12 @@ out:
  * Where the chain stands at start, read from the end of the file: the last
  * line gives seq and prev; with a signing key, the walk goes back to the
  * last checkpoint for the count since it. A torn tail (no final newline,
- * left by a crash) is moved aside; *torn receives its size.
+ * left by a crash) is moved aside; *torn receives its size. Reads through
+ * a->fd (open_file's).
  */
 static int load_chain(struct audit *a, off_t *torn, struct buf *err)
 {
-    int rc = -1, fd = -1, r;
+    int rc = -1, fd = a->fd, r;
     struct stat st;
     off_t end;
     struct tail_scan t;
@@ -411,8 +448,7 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
     memset(a->prev, 0, 32);
     a->seq = 0;
     a->since_cp = 0;
-    fd = open(a->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         buf_printf(err, "%s: cannot read: %s\n", a->path, strerror(errno));
         goto out;
     }
@@ -453,8 +489,6 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
     }
     rc = 0;
 out:
-    if (fd >= 0)
-        close(fd);
     return rc;
 }
 
@@ -570,6 +604,7 @@ static void apply_config(struct audit *a, struct audit_opts *o)
     a->every = o->checkpoint_every;
     a->rotate_bytes = o->rotate_bytes;
     a->window_us = o->group_commit_us;
+    a->slow_ms = o->slow_sync_ms;
     if (strcmp(a->path, o->path) != 0) {
         /* A new file name: seal here, continue the chain there. */
         if (seal(a) == 0) {
@@ -956,6 +991,7 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
     a->every = o->checkpoint_every;
     a->rotate_bytes = o->rotate_bytes;
     a->window_us = o->group_commit_us;
+    a->slow_ms = o->slow_sync_ms;
     if (o->key != NULL && EVP_PKEY_up_ref(o->key) == 1)
         a->key = o->key;
     if (a->path == NULL || a->instance == NULL || open_file(a, err) != 0)
@@ -996,6 +1032,7 @@ void audit_free(struct audit *a)
         pthread_cond_signal(&a->cv);
         pthread_mutex_unlock(&a->mu);
         pthread_join(a->thread, NULL);
+        slow_report(a);
         if (a->fd >= 0 && atomic_load(&a->healthy)) {
             if (fdatasync(a->fd) != 0)
                 log_error("audit log %s: final fdatasync failed: %s", a->path, strerror(errno));

@@ -41,6 +41,7 @@ struct audit_opts {
     long checkpoint_seconds; /* >= 1 */
     long long rotate_bytes;  /* 0: only by signal */
     long group_commit_us;    /* under load, at most one sync per this many us; 0: no wait */
+    long slow_sync_ms;       /* a sync at least this long is logged (at most once per 10 s; the rest summed) */
 };
 
 #define AUDIT_SYNC 1

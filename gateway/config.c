@@ -248,8 +248,8 @@ static void load_upstream(struct jc *jc, const json_t *root, struct gw_config *c
 
 static void load_audit(struct jc *jc, const json_t *root, struct gw_config *c)
 {
-    static const char *const keys[] = {
-        "file", "signing_key_file", "checkpoint_every", "checkpoint_seconds", "rotate_bytes", "group_commit_us", NULL};
+    static const char *const keys[] = {"file",         "signing_key_file", "checkpoint_every",  "checkpoint_seconds",
+                                       "rotate_bytes", "group_commit_us",  "slow_sync_warn_ms", NULL};
     const json_t *a = jc_object(jc, root, "", "audit", 1);
     long rotate_mib = 0;
 
@@ -261,6 +261,7 @@ static void load_audit(struct jc *jc, const json_t *root, struct gw_config *c)
     jc_int(jc, a, "audit", "checkpoint_every", 1, 1000000, &c->audit.checkpoint_every);
     jc_int(jc, a, "audit", "checkpoint_seconds", 1, 86400, &c->audit.checkpoint_seconds);
     jc_int(jc, a, "audit", "group_commit_us", 0, CFG_GROUP_COMMIT_MAX_US, &c->audit.group_commit_us);
+    jc_int(jc, a, "audit", "slow_sync_warn_ms", 0, 60000, &c->audit.slow_sync_warn_ms);
     if (jc_int(jc, a, "audit", "rotate_bytes", 0, LONG_MAX, &rotate_mib) == 0) {
         c->audit.rotate_bytes = rotate_mib;
         if (rotate_mib != 0 && rotate_mib < 4096)
@@ -513,6 +514,7 @@ struct gw_config *cfg_load(const char *path, int flags, struct buf *err)
     c->audit.checkpoint_every = 100;
     c->audit.checkpoint_seconds = 60;
     c->audit.group_commit_us = CFG_GROUP_COMMIT_US;
+    c->audit.slow_sync_warn_ms = CFG_SLOW_SYNC_MS;
     if (jc_load_file(&jc, CFG_FILE_MAX, 0, &root) != 0)
         goto out;
     dir = strdup(c->path ? c->path : path);

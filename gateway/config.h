@@ -49,6 +49,7 @@ struct cfg_upstream {
 
 #define CFG_GROUP_COMMIT_US 1000       /* audit.group_commit_us default */
 #define CFG_GROUP_COMMIT_MAX_US 100000 /* and its cap: a sync is never held longer */
+#define CFG_SLOW_SYNC_MS 100           /* audit.slow_sync_warn_ms default */
 
 struct cfg_audit {
     char *file;
@@ -57,6 +58,7 @@ struct cfg_audit {
     long checkpoint_seconds;
     long long rotate_bytes; /* 0: rotation by signal only */
     long group_commit_us;   /* the writer's batch spacing under load; 0: none */
+    long slow_sync_warn_ms; /* a sync at least this long is reported in the service log */
 };
 
 struct cfg_limits {

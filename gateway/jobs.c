@@ -741,7 +741,7 @@ void jobs_handle(struct worker *w, struct srv_req *req, enum route_kind kind, co
         srv_problem(req, request_id, 503, "overloaded", "The gateway is out of memory", NULL, NULL);
         return;
     }
-    if (kind == ROUTE_NOT_FOUND) {
+    if (kind == ROUTE_JOBS_OTHER) {
         refuse(j, 404, "not_found", "not-found", "No such resource", "The route is /jobs/{JobId}", 0, NULL);
         return;
     }

@@ -131,6 +131,7 @@ static void audit_opts_of(const struct gw_config *cfg, struct audit_opts *o)
     o->checkpoint_seconds = cfg->audit.checkpoint_seconds;
     o->rotate_bytes = cfg->audit.rotate_bytes;
     o->group_commit_us = cfg->audit.group_commit_us;
+    o->slow_sync_ms = cfg->audit.slow_sync_warn_ms;
 }
 
 /*

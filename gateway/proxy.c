@@ -75,25 +75,26 @@ static int in_range(const struct px_cidr *c, int family, const uint8_t a[16])
     return ((c->addr[full] ^ a[full]) & (uint8_t)(0xFF << (8 - rest))) == 0;
 }
 
-int px_trusted(const struct px_cidr *list, size_t n, const char *addr)
+static int trusted_addr(const struct px_cidr *list, size_t n, int family, const uint8_t a[16])
 {
-    int family;
-    uint8_t a[16];
-
-    if (parse_addr(addr, &family, a) != 0)
-        return 0;
     for (size_t i = 0; i < n; i++)
         if (in_range(&list[i], family, a))
             return 1;
     return 0;
 }
 
-/* One X-Forwarded-For element, trimmed, into out; -1 if it is no address. */
-static int xff_item(const char *p, size_t len, char *out, size_t outlen)
+int px_trusted(const struct px_cidr *list, size_t n, const char *addr)
 {
     int family;
     uint8_t a[16];
 
+    return parse_addr(addr, &family, a) == 0 && trusted_addr(list, n, family, a);
+}
+
+/* One X-Forwarded-For element, trimmed, into out and parsed into *family
+ * and a; -1 if it is no address. */
+static int xff_item(const char *p, size_t len, char *out, size_t outlen, int *family, uint8_t a[16])
+{
     while (len > 0 && (*p == ' ' || *p == '\t'))
         p++, len--;
     while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
@@ -102,24 +103,25 @@ static int xff_item(const char *p, size_t len, char *out, size_t outlen)
         return -1;
     memcpy(out, p, len);
     out[len] = '\0';
-    return parse_addr(out, &family, a);
+    return parse_addr(out, family, a);
 }
 
 int px_xff_client(const struct px_cidr *list, size_t n, const char *xff, char *client, size_t clientlen)
 {
     size_t end = strlen(xff);
     char item[PX_ADDR_MAX];
-    int have_leftmost = 0;
+    int have_leftmost = 0, family;
+    uint8_t a[16];
 
     while (end > 0) {
         size_t start = end;
         while (start > 0 && xff[start - 1] != ',')
             start--;
-        if (xff_item(xff + start, end - start, item, sizeof(item)) != 0)
+        if (xff_item(xff + start, end - start, item, sizeof(item), &family, a) != 0)
             return -1; /* a malformed hop: do not guess past it */
         snprintf(client, clientlen, "%s", item);
         have_leftmost = 1;
-        if (!px_trusted(list, n, item))
+        if (!trusted_addr(list, n, family, a))
             return 0;
         end = start > 0 ? start - 1 : 0;
     }

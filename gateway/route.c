@@ -70,13 +70,15 @@ enum route_kind route_parse(const char *uri, char *job_id, size_t job_id_size)
         kind = ROUTE_METRICS;
     else if (path_is(uri, len, "/audit"))
         kind = ROUTE_AUDIT;
-    if (kind != ROUTE_NOT_FOUND || len <= 6 || memcmp(uri, "/jobs/", 6) != 0)
+    if (kind != ROUTE_NOT_FOUND || (!path_is(uri, len, "/jobs") && (len < 6 || memcmp(uri, "/jobs/", 6) != 0)))
         goto out;
     seg = uri + 6;
-    seglen = len - 6;
-    /* A further path segment ("/jobs/x/", "/jobs/x/y") is another resource. */
-    if (memchr(seg, '/', seglen) != NULL)
+    seglen = len > 6 ? len - 6 : 0;
+    /* The collection itself, or a further path segment ("/jobs/x/", "/jobs/x/y"). */
+    if (seglen == 0 || memchr(seg, '/', seglen) != NULL) {
+        kind = ROUTE_JOBS_OTHER;
         goto out;
+    }
     if (!route_valid_job_id(seg, seglen) || seglen + 1 > job_id_size) {
         kind = ROUTE_BAD_JOB_ID;
         goto out;

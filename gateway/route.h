@@ -15,6 +15,7 @@ enum route_kind {
     ROUTE_BAD_TARGET,    /* not origin-form ("/..."): 400 */
     ROUTE_BAD_JOB_ID,    /* /jobs/<something that is not a JobId>: 400 */
     ROUTE_JOB,           /* /jobs/<JobId>; job_id filled in */
+    ROUTE_JOBS_OTHER,    /* /jobs, /jobs/, /jobs/<x>/...: no such job resource (404, audited) */
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
     ROUTE_METRICS,

@@ -905,13 +905,11 @@ static void dispatch(struct srv *s, struct srv_req *req)
     switch (kind) {
     case ROUTE_JOB:
     case ROUTE_BAD_JOB_ID:
+    case ROUTE_JOBS_OTHER:
         jobs_handle(s->w, req, kind, job_id, request_id);
         break;
     case ROUTE_NOT_FOUND:
-        if (strncmp(uri, "/jobs", 5) == 0 && (uri[5] == '/' || uri[5] == '?' || uri[5] == '\0'))
-            jobs_handle(s->w, req, kind, job_id, request_id);
-        else
-            srv_problem(req, request_id, 404, "not-found", "No such resource", NULL, NULL);
+        srv_problem(req, request_id, 404, "not-found", "No such resource", NULL, NULL);
         break;
     case ROUTE_BAD_TARGET:
         srv_problem(req, request_id, 400, "bad-request-target", "The request target must be a path (origin-form)", NULL,

@@ -343,6 +343,8 @@ probe limits.max_connections '{"limits": {"max_connections": 4096}}' '{"limits":
 probe limits.max_upstream_concurrency '{"limits": {"max_upstream_concurrency": 2048}}' \
     '{"limits": {"max_upstream_concurrency": 1024}}' || true
 probe limits.max_upstream_queue '{"limits": {"max_upstream_queue": 4096}}' || true
+# The default, spelled out: the table counts the slow syncs each round's log reports.
+probe audit.slow_sync_warn_ms '{"audit": {"slow_sync_warn_ms": 100}}' || true
 if accepts "$(merge_json "$gw_extra" '{"auth": {"token_cache": true}}')" &&
     accepts "$(merge_json "$gw_extra" '{"auth": {"token_cache": false}}')"; then
     token_cache=yes

@@ -9,7 +9,9 @@ Each wrk output ends with the BENCH-RESULT line that tests/bench/delete.lua
 prints; wrk's own --latency text above it is kept for people.
 """
 import glob
+import json
 import os
+import re
 import statistics
 import sys
 
@@ -54,6 +56,27 @@ class Run:
                   "others %.0f" % (self.cpu["server"], self.cpu["wrk"], self.cpu["bench"], self.cpu["other"])
         return "%s req/s, p50 %.2f ms, p99 %.2f ms, %d non-2xx, %d socket errors%s" % (
             grouped(self.rps), self.p50_ms, self.p99_ms, self.non2xx, self.socket_errors, cpu)
+
+
+SLOW_SYNC = re.compile(r"(\d+) fdatasync calls took (\d+) ms or more since the last report, the longest (\d+) ms")
+
+
+def slow_syncs(log_path):
+    """(count, threshold ms, longest ms) of the slow syncs a gateway log reports; None without the log."""
+    if not os.path.exists(log_path):
+        return None
+    n, limit, worst = 0, 0, 0
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            try:
+                m = SLOW_SYNC.search(json.loads(line).get("msg", ""))
+            except ValueError:
+                continue
+            if m:
+                n += int(m.group(1))
+                limit = int(m.group(2))
+                worst = max(worst, int(m.group(3)))
+    return n, limit, worst
 
 
 def grouped(x):
@@ -131,6 +154,16 @@ def table(outdir):
         if s.startswith("gw"):
             per_round = ["%.2f" % (g.rps / h.rps) for g, h in zip(runs[s], runs["haproxy"]) if h.rps]
             out.append("%s / HAProxy, round by round: %s" % (LABELS.get(s, s), " ".join(per_round)))
+    m = re.search(r"audit\.slow_sync_warn_ms=(\d+)", meta.get("features", ""))
+    for s in servers:
+        if s.startswith("gw") and m:
+            # What each round's gateway log reports: how many syncs took that
+            # long, the longest, and that round's p99 beside it.
+            got = [slow_syncs(os.path.join(outdir, "logs", "gateway-r%d-%s.log" % (r, s))) for r in range(1, rounds + 1)]
+            cells = ["?" if g is None else "%d (longest %d ms; p99 %.0f ms)" % (g[0], g[2], x.p99_ms) if g[0] else "0"
+                     for g, x in zip(got, runs[s])]
+            out.append("%s: audit syncs of %s ms or more, round by round: %s" % (LABELS.get(s, s), m.group(1),
+                                                                                  " ".join(cells)))
 
     total_errors = sum(med[s]["errors"] for s in servers)
     lat_conns = int(meta["latency_connections"])

@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 import gwtest
 
 
@@ -109,9 +111,13 @@ def test_command_line(sim, keys):
     assert out.returncode == 2
 
 
-def test_audit_group_commit_window_is_bounded(sim, keys):
-    for bad in (-1, 100001, "1ms"):
-        refused(cfg(sim, keys, config={"audit": {"group_commit_us": bad}}), "audit.group_commit_us")
-    for good in (0, 100000):
-        g = cfg(sim, keys, config={"audit": {"group_commit_us": good}})
-        assert g.check_config()[0] == 0, good
+@pytest.mark.parametrize("key,bad,good", [
+    ("group_commit_us", (-1, 100001, "1ms"), (0, 100000)),
+    ("slow_sync_warn_ms", (-1, 60001, "100ms"), (0, 60000)),
+])
+def test_audit_timing_keys_are_bounded(sim, keys, key, bad, good):
+    for v in bad:
+        refused(cfg(sim, keys, config={"audit": {key: v}}), "audit." + key)
+    for v in good:
+        g = cfg(sim, keys, config={"audit": {key: v}})
+        assert g.check_config()[0] == 0, v

@@ -855,6 +855,39 @@ def test_without_group_commit_window_concurrent_deletions_sync_more_often(make_g
     assert syncs > n // 4, syncs
 
 
+def test_slow_syncs_are_reported_once_at_once_and_the_rest_summed_at_shutdown(make_gateway, sim, keys):
+    # A stalled disk stalls every deletion in flight; the operator hears of
+    # it. With audit.slow_sync_warn_ms at 0 every sync counts as slow: the
+    # first is reported at once, the rest (within 10 s) in one line at exit.
+    gw = make_gateway(sim.url, config=fast(workers=1, audit={"slow_sync_warn_ms": 0}))
+    tok = keys.token()
+    jobs = ["j-okslow%d" % i for i in range(5)]
+    sim.add_jobs({j: "Ready" for j in jobs})
+    keepalive_deletions(gw, tok, jobs)
+    live = [json.loads(x) for x in gw.log().splitlines() if "fdatasync calls took" in x]
+    assert len(live) == 1, live
+    assert live[0]["level"] == "warn"
+    assert live[0]["msg"].startswith("audit log %s: 1 fdatasync calls took 0 ms or more" % gw.audit_file)
+    assert gw.stop() == 0
+    lines = [json.loads(x) for x in gw.log().splitlines() if "fdatasync calls took" in x]
+    assert len(lines) == 2, lines
+    m = re.match(r"audit log .*: (\d+) fdatasync calls took 0 ms or more since the last report, the longest \d+ ms; "
+                 r"requests waiting for their decision entries waited as long$", lines[1]["msg"])
+    # One sync per decision at least (a lone keep-alive caller is never held).
+    assert m and int(m.group(1)) >= len(jobs), lines[1]
+    assert tok not in gw.log()
+
+
+def test_fast_syncs_are_not_reported(make_gateway, sim, keys):
+    """The other side of the test above: below the threshold nothing is said."""
+    gw = make_gateway(sim.url, config=fast(workers=1, audit={"slow_sync_warn_ms": 60000}))
+    jobs = ["j-okfast%d" % i for i in range(5)]
+    sim.add_jobs({j: "Ready" for j in jobs})
+    keepalive_deletions(gw, keys.token(), jobs)
+    assert gw.stop() == 0
+    assert "fdatasync calls took" not in gw.log()
+
+
 def test_refusals_in_a_steady_stream_reach_the_disk_within_the_lazy_sync_time(make_gateway, sim, keys):
     # Refusals are not synced before answering (nothing is forwarded); they
     # must still reach the disk within 100 ms even when the queue never goes

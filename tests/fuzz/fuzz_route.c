@@ -138,6 +138,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(job_id[0] == '\0');
     }
+    /* Everything under /jobs goes to the jobs handler (audited), nothing else does. */
+    {
+        int under_jobs = (pathlen == 5 && memcmp(uri, "/jobs", 5) == 0) || (pathlen >= 6 && memcmp(uri, "/jobs/", 6) == 0);
+        FUZZ_CHECK(under_jobs == (kind == ROUTE_JOB || kind == ROUTE_BAD_JOB_ID || kind == ROUTE_JOBS_OTHER));
+    }
     if (kind == ROUTE_HEALTHZ || kind == ROUTE_READYZ || kind == ROUTE_METRICS || kind == ROUTE_AUDIT)
         FUZZ_CHECK(pathlen <= 8 && uri[0] == '/');
 

@@ -17,10 +17,14 @@ UNIT_TEST(route_jobs)
     CHECK_INT(route_parse("/jobs/j-1%00", id, sizeof(id)), ROUTE_BAD_JOB_ID);
     CHECK_INT(route_parse("/jobs/x-1", id, sizeof(id)), ROUTE_BAD_JOB_ID);
     CHECK_INT(route_parse("/jobs/j-", id, sizeof(id)), ROUTE_BAD_JOB_ID);
-    CHECK_INT(route_parse("/jobs/j-1/", id, sizeof(id)), ROUTE_NOT_FOUND);
-    CHECK_INT(route_parse("/jobs/j-1/x", id, sizeof(id)), ROUTE_NOT_FOUND);
-    CHECK_INT(route_parse("/jobs/", id, sizeof(id)), ROUTE_NOT_FOUND);
-    CHECK_INT(route_parse("/jobs", id, sizeof(id)), ROUTE_NOT_FOUND);
+    CHECK_INT(route_parse("/jobs/j-1/", id, sizeof(id)), ROUTE_JOBS_OTHER);
+    CHECK_INT(route_parse("/jobs/j-1/x", id, sizeof(id)), ROUTE_JOBS_OTHER);
+    CHECK_INT(route_parse("/jobs/", id, sizeof(id)), ROUTE_JOBS_OTHER);
+    CHECK_INT(route_parse("/jobs", id, sizeof(id)), ROUTE_JOBS_OTHER);
+    CHECK_INT(route_parse("/jobs?x=1", id, sizeof(id)), ROUTE_JOBS_OTHER);
+    CHECK_INT(route_parse("/jobsx", id, sizeof(id)), ROUTE_NOT_FOUND);
+    CHECK_INT(route_parse("/job", id, sizeof(id)), ROUTE_NOT_FOUND);
+    CHECK_INT(route_parse("/", id, sizeof(id)), ROUTE_NOT_FOUND);
     CHECK_INT(route_parse("http://x/jobs/j-1", id, sizeof(id)), ROUTE_BAD_TARGET);
     CHECK_INT(route_parse("/healthz", id, sizeof(id)), ROUTE_HEALTHZ);
     CHECK_INT(route_parse("/readyz?x", id, sizeof(id)), ROUTE_READYZ);
