@@ -190,7 +190,14 @@ def table(outdir):
                "%.1f MiB; the simulator held up to %s requests at once; gateway open-files limit %s)" % (
                    "{:,}".format(rss_conns), mib(meta["vmhwm_kb"]), mib(meta["vmhwm_after_latency_round_kb"]),
                    lat_conns, mib(meta["vmrss_kb"]), meta["sim_max_pending"], meta["gateway_nofile"]))
-    out.append("  (latency-bound rounds: %s, %s s each, wrk -t%s)" % (variant, meta["seconds"], meta["threads"]))
+    slow = ""
+    if m:
+        got = slow_syncs(os.path.join(outdir, "logs", "gateway-latency.log"))
+        if got is not None:
+            slow = "; audit syncs of %s ms or more: %d%s" % (m.group(1), got[0],
+                                                          " (longest %d ms)" % got[2] if got[0] else "")
+    out.append("  (latency-bound rounds: %s, %s s each, wrk -t%s%s)" % (variant, meta["seconds"], meta["threads"],
+                                                                       slow))
     n = int(meta["audit_requests"])
     entries = int(meta["audit_entries"])
     verified = int(meta["audit_verified"])
