@@ -218,21 +218,17 @@ static int checkpoint_line(struct audit *a)
 /* Report the slow syncs counted so far, if any. */
 static void slow_report(struct audit *a)
 {
-    if (a->slow_n > 0)
+    if (a->slow_n > 0) {
         log_warn("audit log %s: %lu fdatasync calls took %ld ms or more since the last report, the longest %.0f ms; "
                  "requests waiting for their decision entries waited as long",
                  a->path, a->slow_n, a->slow_ms, a->slow_worst_s * 1000.0);
-    a->slow_n = 0;
-    a->slow_worst_s = 0;
-    a->slow_logged_ns = mono_ns();
+        a->slow_n = 0;
+        a->slow_worst_s = 0;
+        a->slow_logged_ns = mono_ns();
+    }
 }
 
-/*
- * A sync of s seconds: a slow one (audit.slow_sync_warn_ms) is counted and
- * reported at once, or summed into the next report when one went out less
- * than AUDIT_SLOW_LOG_S ago (the rest go out at shutdown). A disk that stalls
- * stalls every deletion in flight, so an operator should hear of it.
- */
+/* A sync of s seconds: a slow one (audit.slow_sync_warn_ms) is counted for slow_due. */
 static void note_sync(struct audit *a, double s)
 {
     met_hist_observe(&a->sync_hist, s);
@@ -241,7 +237,17 @@ static void note_sync(struct audit *a, double s)
     a->slow_n++;
     if (s > a->slow_worst_s)
         a->slow_worst_s = s;
-    if (a->slow_logged_ns == 0 || mono_ns() - a->slow_logged_ns >= AUDIT_SLOW_LOG_S * 1000000000LL)
+}
+
+/*
+ * Report the counted slow syncs when the first of them came or the last
+ * report is AUDIT_SLOW_LOG_S old; the writer asks after each batch, once its
+ * entries are delivered, and audit_free reports the rest. A disk that stalls
+ * stalls every deletion in flight, so an operator should hear of it.
+ */
+static void slow_due(struct audit *a)
+{
+    if (a->slow_n > 0 && (a->slow_logged_ns == 0 || mono_ns() - a->slow_logged_ns >= AUDIT_SLOW_LOG_S * 1000000000LL))
         slow_report(a);
 }
 
@@ -303,7 +309,9 @@ static int open_file(struct audit *a, struct buf *err)
 {
     struct stat st;
 
-    /* Read as well: at start load_chain reads the tail through this descriptor. */
+    /* Read as well: at start load_chain reads the tail through this
+     * descriptor (so a file the gateway may write but not read is refused,
+     * at start and at a reopen alike). */
     a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (a->fd < 0 || fstat(a->fd, &st) != 0) {
         if (err != NULL)
@@ -604,6 +612,8 @@ static void apply_config(struct audit *a, struct audit_opts *o)
     a->every = o->checkpoint_every;
     a->rotate_bytes = o->rotate_bytes;
     a->window_us = o->group_commit_us;
+    if (a->slow_ms != o->slow_sync_ms)
+        slow_report(a); /* what was counted under the old threshold */
     a->slow_ms = o->slow_sync_ms;
     if (strcmp(a->path, o->path) != 0) {
         /* A new file name: seal here, continue the chain there. */
@@ -791,6 +801,11 @@ static void *writer_main(void *arg)
 
         pthread_mutex_lock(&a->mu);
         deliver(a, batch);
+        if (a->slow_n > 0) {
+            pthread_mutex_unlock(&a->mu);
+            slow_due(a);
+            pthread_mutex_lock(&a->mu);
+        }
     }
     pthread_mutex_unlock(&a->mu);
     return NULL;

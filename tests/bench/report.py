@@ -69,9 +69,10 @@ def slow_syncs(log_path):
     with open(log_path, errors="replace") as f:
         for line in f:
             try:
-                m = SLOW_SYNC.search(json.loads(line).get("msg", ""))
+                d = json.loads(line)
             except ValueError:
                 continue
+            m = SLOW_SYNC.search(str(d.get("msg", ""))) if isinstance(d, dict) else None
             if m:
                 n += int(m.group(1))
                 limit = int(m.group(2))

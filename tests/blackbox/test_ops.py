@@ -888,6 +888,23 @@ def test_fast_syncs_are_not_reported(make_gateway, sim, keys):
     assert "fdatasync calls took" not in gw.log()
 
 
+def test_slow_sync_threshold_follows_a_reload(make_gateway, sim, keys):
+    gw = make_gateway(sim.url, config=fast(workers=1, audit={"slow_sync_warn_ms": 60000}))
+    tok = keys.token()
+    sim.add_jobs({"j-okrslow0": "Ready", "j-okrslow1": "Ready"})
+    assert gw.delete("j-okrslow0", tok).status == 200
+    time.sleep(0.3)  # its outcome entry is synced too (within 100 ms)
+    assert "fdatasync calls took" not in gw.log()
+    gw.config["audit"]["slow_sync_warn_ms"] = 0
+    gw.write_config()
+    sighup_and_wait(gw, "configuration reloaded")
+    assert gw.delete("j-okrslow1", tok).status == 200
+    end = time.time() + 2
+    while "fdatasync calls took 0 ms or more" not in gw.log() and time.time() < end:
+        time.sleep(0.02)
+    assert "fdatasync calls took 0 ms or more" in gw.log()
+
+
 def test_refusals_in_a_steady_stream_reach_the_disk_within_the_lazy_sync_time(make_gateway, sim, keys):
     # Refusals are not synced before answering (nothing is forwarded); they
     # must still reach the disk within 100 ms even when the queue never goes
