@@ -315,7 +315,7 @@ static int open_file(struct audit *a, struct buf *err)
     a->fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (a->fd < 0 || fstat(a->fd, &st) != 0) {
         if (err != NULL)
-            buf_printf(err, "%s: cannot open for appending: %s\n", a->path, strerror(errno));
+            buf_printf(err, "%s: cannot open for reading and appending: %s\n", a->path, strerror(errno));
         if (a->fd >= 0)
             close(a->fd);
         a->fd = -1;
