@@ -70,7 +70,6 @@ void met_hist_observe(struct met_hist *h, double seconds)
     while (i < MET_BUCKETS && seconds > bounds[i])
         i++;
     atomic_fetch_add(&h->bucket[i], 1);
-    atomic_fetch_add(&h->count, 1);
     atomic_fetch_add(&h->sum_us, (uint64_t)(seconds * 1e6));
 }
 
@@ -229,7 +228,7 @@ static void render_hist(struct buf *out, const char *name, const char *help, con
             buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
     }
     buf_printf(out, "%s_sum{%s} %.6f\n", name, labels, (double)atomic_load(&h->sum_us) / 1e6);
-    buf_printf(out, "%s_count{%s} %llu\n", name, labels, (unsigned long long)atomic_load(&h->count));
+    buf_printf(out, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
 }
 
 static void gauge(struct buf *out, const char *name, const char *help, long long v)

@@ -15,9 +15,10 @@
 
 #define MET_BUCKETS 14
 
+/* The count is the buckets' sum, so a scrape during an observation still
+ * shows a +Inf bucket equal to _count (another thread may be observing). */
 struct met_hist {
     _Atomic uint64_t bucket[MET_BUCKETS + 1]; /* last one is +Inf */
-    _Atomic uint64_t count;
     _Atomic uint64_t sum_us;
 };
 void met_hist_observe(struct met_hist *h, double seconds);
