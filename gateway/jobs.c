@@ -492,20 +492,10 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
     job_free(j);
 }
 
-static void upstream_params(const struct job *j, struct up_params *p)
-{
-    const struct cfg_upstream *u = &j->cfg->upstream;
-    struct up_params v = {u->endpoint, u->post,    u->connect_timeout_ms, u->timeout_ms, u->deadline_ms, u->max_retries,
-                          u->proxy,    u->ca_file, j->request_id};
-
-    *p = v;
-}
-
 static void on_decision_durable(void *arg, int ok)
 {
     struct job *j = arg;
     struct up_call *call = j->call;
-    struct up_params p;
 
     j->call = NULL;
     if (!ok) {
@@ -520,10 +510,8 @@ static void on_decision_durable(void *arg, int ok)
     }
     if (call != NULL) {
         up_launch(call);
-        return;
-    }
-    upstream_params(j, &p);
-    if (up_start(j->w->up, &p, sign_attempt, on_upstream_done, j) == NULL) {
+    } else {
+        /* up_prepare ran out of memory: nothing was sent. */
         struct up_outcome o;
         memset(&o, 0, sizeof(o));
         map_answer(MAP_INTERNAL, 0, NULL, 0, &o.map);
@@ -535,9 +523,11 @@ static void on_decision_durable(void *arg, int ok)
 /* The decision entry, then (once durable) the upstream call. */
 static void record_and_forward(struct job *j)
 {
+    const struct cfg_upstream *u = &j->cfg->upstream;
+    struct up_params p = {u->endpoint, u->post,    u->connect_timeout_ms, u->timeout_ms, u->deadline_ms, u->max_retries,
+                          u->proxy,    u->ca_file, j->request_id};
     struct buf b;
     char masked[32];
-    struct up_params p;
 
     j->cred = creds_find(j->cfg->creds, j->pteam->credential);
     creds_mask(j->cred->access_key_id, masked, sizeof(masked));
@@ -551,7 +541,6 @@ static void record_and_forward(struct job *j)
     entry_str(&b, "access_key_id", masked);
     /* The call is signed and set up while the entry is synced; it is sent
      * only once the entry is on disk (on_decision_durable). */
-    upstream_params(j, &p);
     j->call = up_prepare(j->w->up, &p, sign_attempt, on_upstream_done, j);
     /* Other requests in flight will bring decisions of their own: the
      * writer may then hold this sync briefly so that they share it. */

@@ -406,7 +406,7 @@ static void start_attempt(struct up_call *c)
      * failed attempt its judgement stands; before any, it is ours. */
     if (c->o.attempts == 0) {
         map_answer(MAP_INTERNAL, 0, NULL, 0, &c->o.map);
-        snprintf(c->o.gateway_error, sizeof(c->o.gateway_error), "%s", timeout <= 0 ? "deadline" : "internal");
+        buf_copy(c->o.gateway_error, sizeof(c->o.gateway_error), timeout <= 0 ? "deadline" : "internal");
     }
     finish(c);
 }
@@ -458,13 +458,4 @@ void up_cancel(struct up_call *c)
 {
     if (c != NULL)
         call_free(c);
-}
-
-struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg)
-{
-    struct up_call *c = up_prepare(u, p, sign, done, arg);
-
-    if (c != NULL)
-        up_launch(c);
-    return c;
 }

@@ -43,23 +43,22 @@ struct up_outcome {
  */
 typedef int (*up_sign_fn)(void *arg, int attempt, struct buf *out);
 /* The call is over; o is valid during the callback only. Runs on the loop,
- * never from inside up_start. */
+ * never from inside up_prepare or up_launch. */
 typedef void (*up_done_fn)(void *arg, const struct up_outcome *o);
 
 struct up *up_new(struct event_base *base, long max_connections);
 /* Abort every call still running (their done callbacks are not run). */
 void up_free(struct up *u);
 
-/* Start a call. p's strings are borrowed until done runs. NULL on failure. */
-struct up_call *up_start(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg);
 /*
- * up_start in two steps: up_prepare signs the first attempt and sets up its
- * transfer, but sends nothing; up_launch sends it (or, if that cannot be
- * done, tries again from the loop), and done runs later, never inside
- * either. A caller that waits for something before it may forward (the
- * audit decision) prepares meanwhile; up_cancel drops a prepared call that
- * will not be launched (done does not run). The deadline counts from
- * up_launch. p's strings are borrowed until done runs or up_cancel.
+ * A call in two steps: up_prepare signs the first attempt and sets up its
+ * transfer, but sends nothing (NULL when out of memory); up_launch sends it
+ * (or, if that cannot be done, tries again from the loop), and done runs
+ * later, never inside either. A caller that waits for something before it
+ * may forward (the audit decision) prepares meanwhile; up_cancel drops a
+ * prepared call that will not be launched (done does not run). The deadline
+ * counts from up_launch. p is copied; its strings are borrowed until done
+ * runs or up_cancel.
  */
 struct up_call *up_prepare(struct up *u, const struct up_params *p, up_sign_fn sign, up_done_fn done, void *arg);
 void up_launch(struct up_call *c);
