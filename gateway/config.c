@@ -13,6 +13,7 @@
 #include "log.h"
 #include "route.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
@@ -125,10 +126,25 @@ static void resolve_path(char **p, const char *dir)
     *p = abs;
 }
 
+/* An address literal in 127.0.0.0/8 or ::1 (bracketed as URLs write it), or
+ * "localhost", which libcurl resolves to those without asking DNS. A name
+ * that merely starts with "127." is anyone's. */
 static int is_loopback(const char *host)
 {
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0 ||
-           strcmp(host, "localhost") == 0;
+    struct in_addr a4;
+    struct in6_addr a6;
+    char lit[INET6_ADDRSTRLEN];
+    size_t n = strlen(host);
+
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (n < 3 || host[0] != '[' || host[n - 1] != ']' || n - 2 >= sizeof(lit))
+        return 0;
+    memcpy(lit, host + 1, n - 2);
+    lit[n - 2] = '\0';
+    return inet_pton(AF_INET6, lit, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 static void check_endpoint(struct jc *jc, const char *key, const char *url)

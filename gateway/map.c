@@ -30,21 +30,26 @@ static void copy_token(char *dst, size_t dstlen, const char *src, const char *ex
     dst[n] = '\0';
 }
 
-static void copy_text(char *dst, size_t dstlen, const char *src)
-{
-    size_t n = 0;
-
-    for (const char *p = src ? src : ""; *p != '\0' && n + 1 < dstlen; p++)
-        dst[n++] = (*p >= 0x20 && *p < 0x7F) ? *p : '?';
-    dst[n] = '\0';
-}
-
 static void set(struct map_result *r, int status, const char *result, const char *type, const char *title)
 {
     r->status = status;
     r->result = result;
     r->type = type;
     r->title = title;
+}
+
+static void set_ambiguous(struct map_result *r)
+{
+    set(r, 502, "unknown", "upstream-ambiguous",
+        "The upstream API received this call more than once; the job may or may not have been deleted by it");
+    r->retryable = 0;
+    r->throttled = 0;
+}
+
+void map_after_uncertain(struct map_result *r)
+{
+    if (strcmp(r->result, "refused") == 0)
+        set_ambiguous(r);
 }
 
 void map_answer(enum map_transport t, long http_status, const char *body, size_t body_len, struct map_result *r)
@@ -88,8 +93,6 @@ void map_answer(enum map_transport t, long http_status, const char *body, size_t
         copy_token(r->upstream_request_id, sizeof(r->upstream_request_id), json_string_value(v), "-_.");
         v = json_object_get(j, "Code");
         copy_token(r->upstream_code, sizeof(r->upstream_code), json_string_value(v), "-_.:");
-        v = json_object_get(j, "Message");
-        copy_text(r->upstream_message, sizeof(r->upstream_message), json_string_value(v));
     }
     code = r->upstream_code;
 
@@ -106,6 +109,11 @@ void map_answer(enum map_transport t, long http_status, const char *body, size_t
         set(r, 429, "failed", "upstream-throttled", "The upstream API is throttling calls; retry later");
         r->retryable = 1;
         r->throttled = 1;
+    } else if (strcmp(code, "SignatureNonceUsed") == 0) {
+        /* Every attempt has a fresh 128-bit nonce: an earlier copy of this
+         * very request reached the upstream (something on the way resent
+         * it), and whether that copy deleted the job is not known. */
+        set_ambiguous(r);
     } else if (strcmp(code, "ReplicationJob.InvalidStatus") == 0) {
         set(r, 409, "refused", "job-invalid-status", "The replication job's state does not allow deletion");
     } else if (http_status == 404 && strcmp(code, "InvalidAccessKeyId.NotFound") != 0) {

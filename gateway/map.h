@@ -32,10 +32,19 @@ struct map_result {
     int upstream_answered; /* upstream_code/request_id come from the upstream */
     char upstream_code[MAP_CODE_MAX];
     char upstream_request_id[MAP_RID_MAX];
-    char upstream_message[256]; /* sanitized, for the service log only */
+    /* The upstream's Message is never kept: Alibaba's can quote the string
+     * it signed, AccessKeyId and SecurityToken included. */
 };
 
 /* Judge one attempt. body may be NULL for transport failures. */
 void map_answer(enum map_transport t, long http_status, const char *body, size_t body_len, struct map_result *out);
+
+/*
+ * Re-judge a later attempt's answer when an earlier one reached the upstream
+ * and may have acted (it answered 5xx): a refusal (the job is gone, or in a
+ * state that forbids deletion) may be that earlier attempt's doing, so it
+ * becomes 502 "unknown" (upstream-ambiguous). Other results stand.
+ */
+void map_after_uncertain(struct map_result *r);
 
 #endif

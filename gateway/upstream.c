@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,8 @@ struct up_call {
     struct buf url;     /* GET: endpoint?params */
     struct buf body;    /* answer body, capped */
     long retry_after_s; /* from a Retry-After header */
+    int sends;          /* times curl was about to send the running attempt */
+    int uncertain;      /* an earlier attempt reached the upstream and may have acted (5xx) */
     struct event *backoff;
     int64_t start_ms;
     struct up_outcome o;
@@ -83,6 +86,24 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userdata)
             c->retry_after_s = v;
     }
     return n;
+}
+
+/*
+ * Called each time curl is about to send the request (CURLOPT_PREREQFUNCTION).
+ * curl resends on its own when a reused connection dies before any answer
+ * byte; that copy carries the same nonce, and the gateway would count one
+ * attempt where two left. It is refused: the attempt then ends as broken
+ * after sending, and whether to try again is the retry policy's decision.
+ */
+static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    struct up_call *c = clientp;
+
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    return c != NULL && c->sends++ > 0 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
 struct up *up_new(struct event_base *base, long max_connections)
@@ -146,14 +167,16 @@ static enum map_transport classify(struct up_call *c, CURLcode res, char *errcla
 
     curl_easy_getinfo(c->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
     curl_easy_getinfo(c->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
-    /* Past pre-transfer the request may have left: assume it did. */
-    sent = pretransfer > 0;
+    /* Once curl was about to send, or past pre-transfer, the request may have
+     * left: assume it did (a refused resend of curl's fails to connect or
+     * aborts after the first copy left). */
+    sent = c->sends > 0 || pretransfer > 0;
     switch (res) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
-        snprintf(errclass, errlen, "connect_failed");
-        return MAP_CONNECT_FAILED;
+        snprintf(errclass, errlen, sent ? "connection_broken" : "connect_failed");
+        return sent ? MAP_BROKEN_AFTER_SEND : MAP_CONNECT_FAILED;
     case CURLE_OPERATION_TIMEDOUT:
         snprintf(errclass, errlen, sent ? "timeout" : "connect_timeout");
         return sent ? MAP_TIMEOUT_AFTER_SEND : MAP_CONNECT_TIMEOUT;
@@ -221,6 +244,7 @@ static void setup_easy(CURL *e, const struct up *u, const struct up_params *p)
         curl_easy_setopt(e, CURLOPT_CAINFO, p->ca_file);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 }
 
@@ -256,6 +280,7 @@ static void easy_put(struct up *u, CURL *e, unsigned gen)
         /* No pointers into a finished call stay behind. */
         curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, NULL);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 0L);
         u->pool[u->npool++] = e;
@@ -295,16 +320,27 @@ static void attempt_done(struct up_call *c, CURLcode res)
         status = 0;
     }
     map_answer(t, status, c->body.p, c->body.len, &c->o.map);
+    if (c->uncertain)
+        map_after_uncertain(&c->o.map);
+    if (t == MAP_ANSWERED && status >= 500)
+        c->uncertain = 1;
     c->o.upstream_status = status;
     buf_copy(c->o.gateway_error, sizeof(c->o.gateway_error), errclass);
     if (c->o.map.throttled)
         c->o.retry_after_s = c->retry_after_s > 0 ? c->retry_after_s : 1;
-    if (t != MAP_ANSWERED)
+    if (t != MAP_ANSWERED && c->sends > 1)
+        log_msg(LOG_LVL_WARN, c->p.request_id,
+                "upstream attempt %d failed: %s (the reused connection closed after the request was sent; "
+                "libcurl's resend of the same signed request was refused)",
+                c->o.attempts, errclass);
+    else if (t != MAP_ANSWERED)
         log_msg(LOG_LVL_WARN, c->p.request_id, "upstream attempt %d failed: %s (%s)", c->o.attempts, errclass,
                 curl_easy_strerror(res));
     else if (c->o.map.status != 200)
-        log_msg(LOG_LVL_INFO, c->p.request_id, "upstream attempt %d answered %ld %s: %s", c->o.attempts, status,
-                c->o.map.upstream_code, c->o.map.upstream_message);
+        /* Code and RequestId only: the upstream's Message can quote what was signed. */
+        log_msg(LOG_LVL_INFO, c->p.request_id, "upstream attempt %d answered %ld %s (upstream request %s)",
+                c->o.attempts, status, c->o.map.upstream_code[0] ? c->o.map.upstream_code : "without a code",
+                c->o.map.upstream_request_id[0] ? c->o.map.upstream_request_id : "unknown");
 
     easy_put(c->up, c->easy, c->easy_gen);
     c->easy = NULL;
@@ -313,14 +349,18 @@ static void attempt_done(struct up_call *c, CURLcode res)
 
     remaining = c->p.deadline_ms - (long)(clock_mono_ms() - c->start_ms);
     if (c->o.map.retryable && c->o.attempts <= c->p.max_retries) {
-        /* Full jitter on an exponential step: 50-100% of base * 2^(n-1). */
+        /* Jitter on an exponential step: 50-100% of base * 2^(n-1), from
+         * OpenSSL's RNG (replicas and restarts must not retry in step);
+         * never sooner than a throttling answer's Retry-After. */
         long step = UP_BACKOFF_BASE_MS << (c->o.attempts - 1 < 10 ? c->o.attempts - 1 : 10);
-        unsigned int r = (unsigned int)random();
+        unsigned int r = 0;
         if (step > UP_BACKOFF_MAX_MS)
             step = UP_BACKOFF_MAX_MS;
-        if (c->o.map.throttled && c->retry_after_s > 0 && c->retry_after_s * 1000 > step)
-            step = c->retry_after_s * 1000;
+        if (RAND_bytes((unsigned char *)&r, (int)sizeof(r)) != 1)
+            r = 0;
         backoff = step / 2 + (long)(r % (unsigned int)(step / 2 + 1));
+        if (c->o.map.throttled && c->retry_after_s > 0 && c->retry_after_s * 1000 > backoff)
+            backoff = c->retry_after_s * 1000;
         /* Only retry if the next attempt still has time to do something. */
         if (backoff + 50 < remaining) {
             struct timeval tv = {backoff / 1000, (backoff % 1000) * 1000};
@@ -352,6 +392,7 @@ static int setup_attempt(struct up_call *c, long *timeout_out)
     c->o.attempts++;
     buf_reset(&c->body);
     c->retry_after_s = 0;
+    c->sends = 0;
     if (timeout <= 0)
         goto fail;
     if (c->sign(c->arg, c->o.attempts, &c->params) != 0)
@@ -375,6 +416,7 @@ static int setup_attempt(struct up_call *c, long *timeout_out)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, c);
     return 0;
 fail:
     drop_attempt(c);

@@ -62,6 +62,13 @@ def test_unknown_keys_and_wrong_types_named(sim, keys):
 
 def test_plain_http_upstream_only_to_loopback(sim, keys):
     refused(cfg(sim, keys, config={"upstream": {"endpoint": "http://smc.aliyuncs.com/"}}), "upstream.endpoint")
+    # Names that only look like loopback resolve through DNS to anywhere.
+    for url in ("http://127.attacker.example/", "http://127.0.0.1.nip.io/", "http://[::2]:1/"):
+        refused(cfg(sim, keys, config={"upstream": {"endpoint": url}}), "upstream.endpoint", "loopback")
+    for url in ("http://127.0.0.1:1/", "http://127.8.9.10:1/", "http://[::1]:1/", "http://localhost:1/"):
+        g = cfg(sim, keys, config={"upstream": {"endpoint": url}})
+        rc, out = g.check_config()
+        assert rc == 0, (url, out)
 
 
 def test_policy_naming_unknown_credential(sim, keys):

@@ -72,3 +72,33 @@ UNIT_TEST(map_transport)
     CHECK_STR(r.result, "unknown");
     CHECK(!r.retryable);
 }
+
+UNIT_TEST(map_nonce_used_and_refusals_after_an_uncertain_attempt)
+{
+    struct map_result r;
+
+    /* Only an earlier copy of the same request can have used its nonce. */
+    r = m(400, "{\"RequestId\":\"R9\",\"Code\":\"SignatureNonceUsed\"}");
+    CHECK_INT(r.status, 502);
+    CHECK_STR(r.result, "unknown");
+    CHECK_STR(r.type, "upstream-ambiguous");
+    CHECK(!r.retryable);
+    /* After an attempt answered 5xx, "the job is gone" may be its doing. */
+    r = m(404, "{\"RequestId\":\"R2\",\"Code\":\"InvalidJobId.NotFound\"}");
+    map_after_uncertain(&r);
+    CHECK_INT(r.status, 502);
+    CHECK_STR(r.result, "unknown");
+    CHECK_STR(r.type, "upstream-ambiguous");
+    r = m(400, "{\"RequestId\":\"R1\",\"Code\":\"ReplicationJob.InvalidStatus\"}");
+    map_after_uncertain(&r);
+    CHECK_STR(r.result, "unknown");
+    /* Other results stand. */
+    r = m(200, "{\"RequestId\":\"R0\"}");
+    map_after_uncertain(&r);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(r.result, "deleted");
+    r = m(500, "{\"RequestId\":\"R8\",\"Code\":\"InternalError\"}");
+    map_after_uncertain(&r);
+    CHECK_STR(r.result, "failed");
+    CHECK(r.retryable);
+}
