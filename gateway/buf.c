@@ -276,15 +276,12 @@ out:
     return rc;
 }
 
-int buf_read_file(struct buf *b, const char *path)
+int buf_read_fd(struct buf *b, int fd)
 {
-    int rc = -1, fd, saved;
+    int rc = -1, saved;
     char chunk[4096];
     ssize_t n;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     while ((n = read(fd, chunk, sizeof(chunk))) > 0) {
         if (buf_add(b, chunk, (size_t)n) != 0) {
             errno = EFBIG;
@@ -295,6 +292,19 @@ int buf_read_file(struct buf *b, const char *path)
 out:
     saved = errno;
     OPENSSL_cleanse(chunk, sizeof(chunk));
+    errno = saved;
+    return rc;
+}
+
+int buf_read_file(struct buf *b, const char *path)
+{
+    int rc, fd, saved;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    rc = buf_read_fd(b, fd);
+    saved = errno;
     close(fd);
     errno = saved;
     return rc;

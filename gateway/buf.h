@@ -48,6 +48,8 @@ size_t buf_utf8_len(const unsigned char *s, size_t avail);
  * safe for secret files when followed by buf_wipe.
  */
 int buf_read_file(struct buf *b, const char *path);
+/* The same from an open descriptor, to its end (fd stays open). */
+int buf_read_fd(struct buf *b, int fd);
 /*
  * Append s (len bytes, any content) to out so that it is safe on a terminal
  * and unambiguous: printable ASCII is kept, '\' becomes "\\", bytes below

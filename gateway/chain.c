@@ -135,27 +135,19 @@ static EVP_PKEY *public_half(EVP_PKEY *key)
     return pub;
 }
 
-/* Read path's PEM: the private key (want_private) or a public key. */
-static EVP_PKEY *load_key(const char *path, int want_private, struct buf *err)
+/* Parse len bytes of PEM (named name in messages): the private key
+ * (want_private) or a public key, Ed25519 only. */
+static EVP_PKEY *parse_key(const char *name, const char *pem, size_t len, int want_private, struct buf *err)
 {
     EVP_PKEY *key = NULL, *ret = NULL;
-    struct buf data;
     BIO *bio = NULL;
 
-    buf_init(&data, CHAIN_KEY_FILE_MAX);
-    if (buf_read_file(&data, path) != 0) {
-        if (errno == EFBIG)
-            buf_printf(err, "%s: larger than %d bytes: not a PEM key\n", path, CHAIN_KEY_FILE_MAX);
-        else
-            buf_printf(err, "%s: cannot read: %s\n", path, strerror(errno));
-        goto out;
-    }
-    if (data.len == 0) {
-        buf_printf(err, "%s: empty file: not a PEM key\n", path);
+    if (len == 0) {
+        buf_printf(err, "%s: empty file: not a PEM key\n", name);
         goto out;
     }
     if (!want_private) {
-        bio = BIO_new_mem_buf(data.p, (int)data.len);
+        bio = BIO_new_mem_buf(pem, (int)len);
         if (bio == NULL)
             goto out;
         key = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
@@ -164,7 +156,7 @@ static EVP_PKEY *load_key(const char *path, int want_private, struct buf *err)
     }
     if (key == NULL) {
         EVP_PKEY *priv;
-        bio = BIO_new_mem_buf(data.p, (int)data.len);
+        bio = BIO_new_mem_buf(pem, (int)len);
         if (bio == NULL)
             goto out;
         priv = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
@@ -176,12 +168,12 @@ static EVP_PKEY *load_key(const char *path, int want_private, struct buf *err)
         }
     }
     if (key == NULL) {
-        buf_printf(err, "%s: not a PEM %s (encrypted keys are not supported)\n", path,
+        buf_printf(err, "%s: not a PEM %s (encrypted keys are not supported)\n", name,
                    want_private ? "private key" : "public or private key");
         goto out;
     }
     if (!is_ed25519(key)) {
-        buf_printf(err, "%s: not an Ed25519 key (it is %s); audit checkpoints are signed with Ed25519\n", path,
+        buf_printf(err, "%s: not an Ed25519 key (it is %s); audit checkpoints are signed with Ed25519\n", name,
                    EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "another type");
         goto out;
     }
@@ -190,19 +182,32 @@ static EVP_PKEY *load_key(const char *path, int want_private, struct buf *err)
 out:
     BIO_free(bio);
     EVP_PKEY_free(key);
-    buf_wipe(&data);
     ERR_clear_error();
     return ret;
 }
 
-EVP_PKEY *chain_load_private_key(const char *path, struct buf *err)
+EVP_PKEY *chain_private_key(const char *name, const char *pem, size_t len, struct buf *err)
 {
-    return load_key(path, 1, err);
+    return parse_key(name, pem, len, 1, err);
 }
 
 EVP_PKEY *chain_load_public_key(const char *path, struct buf *err)
 {
-    return load_key(path, 0, err);
+    EVP_PKEY *key = NULL;
+    struct buf data;
+
+    buf_init(&data, CHAIN_KEY_FILE_MAX);
+    if (buf_read_file(&data, path) != 0) {
+        if (errno == EFBIG)
+            buf_printf(err, "%s: larger than %d bytes: not a PEM key\n", path, CHAIN_KEY_FILE_MAX);
+        else
+            buf_printf(err, "%s: cannot read: %s\n", path, strerror(errno));
+        goto out;
+    }
+    key = parse_key(path, data.p, data.len, 0, err);
+out:
+    buf_wipe(&data);
+    return key;
 }
 
 int chain_checkpoint_line(struct buf *out, EVP_PKEY *priv, const char *instance, uint64_t seq,

@@ -50,14 +50,15 @@ int chain_sign(EVP_PKEY *priv, const char *msg, char *sig_b64, size_t sig_b64_le
 int chain_verify_sig(EVP_PKEY *pub, const char *msg, const char *sig_b64);
 
 /*
- * Load an unencrypted PEM Ed25519 private key. Other key types and encrypted
- * keys are refused (never prompts). NULL with "PATH: why\n" appended to err.
- * The file's bytes are wiped after parsing; the file mode is the caller's to
- * check. Caller frees with EVP_PKEY_free.
+ * An unencrypted PEM Ed25519 private key from len bytes of pem, which the
+ * caller read (creds_read_secret checks the file's mode) and wipes. Other
+ * key types and encrypted keys are refused (never prompts). NULL with
+ * "NAME: why\n" appended to err. Caller frees with EVP_PKEY_free.
  */
-EVP_PKEY *chain_load_private_key(const char *path, struct buf *err);
-/* Load an Ed25519 public key from a PUBLIC KEY PEM, or the public half of a
- * private key PEM (the private half is not kept). Same contract as above. */
+EVP_PKEY *chain_private_key(const char *name, const char *pem, size_t len, struct buf *err);
+/* Load an Ed25519 public key from a PUBLIC KEY PEM file, or the public half
+ * of a private key PEM (the private half is not kept; the bytes are wiped).
+ * Same refusals as above. */
 EVP_PKEY *chain_load_public_key(const char *path, struct buf *err);
 
 /*

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define CFG_FILE_MAX (1024 * 1024)
+#define CFG_KEY_FILE_MAX (64 * 1024) /* a PEM private key or an HMAC secret */
 
 static uint64_t cfg_generation;
 
@@ -401,6 +402,19 @@ static void load_limits(struct jc *jc, const json_t *root, struct gw_config *c)
 
 /* Load the files the config names, then check references between them. */
 /* The JWT keys from whichever source the config names. */
+/* The secrecy rule for a key file read elsewhere: its bytes are read here
+ * through the checked descriptor and dropped. */
+static int secret_file_ok(const char *path, struct buf *err)
+{
+    struct buf tmp;
+    int ok;
+
+    buf_init(&tmp, CFG_KEY_FILE_MAX);
+    ok = creds_read_secret(path, &tmp, err) == 0;
+    buf_wipe(&tmp);
+    return ok;
+}
+
 static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf *err)
 {
     struct buf report, doc;
@@ -412,7 +426,7 @@ static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf 
         !!c->auth.key_file + !!c->auth.jwks_file + !!c->auth.jwks_url != 1)
         return;
     if (c->auth.key_file != NULL) {
-        if ((c->auth.algs & AUTH_ALGS_HMAC) && creds_check_secrecy(c->auth.key_file, err) != 0)
+        if ((c->auth.algs & AUTH_ALGS_HMAC) && !secret_file_ok(c->auth.key_file, err))
             jc->nerr++;
         else if (auth_keyset_load_file(c->auth.key_file, c->auth.algs, &c->keys, err) != 0)
             jc->nerr++;
@@ -450,17 +464,23 @@ static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf 
 
 static void load_files(struct jc *jc, struct gw_config *c, int flags, struct buf *err)
 {
+    struct buf pem; /* a private key file's bytes, wiped */
+
     load_keys(jc, c, flags, err);
     if (c->policy_file != NULL && pol_load(c->policy_file, &c->policy, err) != 0)
         jc->nerr++;
+    buf_init(&pem, CFG_KEY_FILE_MAX);
     if (c->has_tls && c->tls.cert_file != NULL && c->tls.key_file != NULL) {
-        if (creds_check_secrecy(c->tls.key_file, err) != 0 || (c->ssl_ctx = tls_server_ctx_new(&c->tls, err)) == NULL)
+        if (creds_read_secret(c->tls.key_file, &pem, err) != 0 ||
+            (c->ssl_ctx = tls_server_ctx_new(&c->tls, pem.p, pem.len, err)) == NULL)
             jc->nerr++;
+        buf_wipe(&pem);
     }
     if (c->audit.signing_key_file != NULL) {
-        if (creds_check_secrecy(c->audit.signing_key_file, err) != 0 ||
-            (c->audit_key = chain_load_private_key(c->audit.signing_key_file, err)) == NULL)
+        if (creds_read_secret(c->audit.signing_key_file, &pem, err) != 0 ||
+            (c->audit_key = chain_private_key(c->audit.signing_key_file, pem.p, pem.len, err)) == NULL)
             jc->nerr++;
+        buf_wipe(&pem);
     }
     if (c->credentials_file != NULL && creds_load(c->credentials_file, &c->creds, err) != 0)
         jc->nerr++;

@@ -7,6 +7,7 @@
 #include "route.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdint.h>
@@ -58,28 +59,50 @@ void creds_release_env(void)
     env_id = env_secret = env_token = NULL;
 }
 
-int creds_check_secrecy(const char *path, struct buf *err)
+static int secrecy_ok(const char *path, const struct stat *st, struct buf *err)
 {
+    if (!S_ISREG(st->st_mode)) {
+        buf_printf(err, "%s: not a regular file\n", path);
+        return 0;
+    }
+    if (st->st_mode & (S_IWGRP | S_IRWXO)) {
+        buf_printf(err, "%s: mode %04o grants access to others or write to the group; use 0600 or 0440\n", path,
+                   (unsigned)(st->st_mode & 07777));
+        return 0;
+    }
+    if (st->st_uid != geteuid() && st->st_uid != 0) {
+        buf_printf(err, "%s: owned by uid %u, neither this user nor root\n", path, (unsigned)st->st_uid);
+        return 0;
+    }
+    return 1;
+}
+
+int creds_read_secret(const char *path, struct buf *out, struct buf *err)
+{
+    int rc = -1, fd;
     struct stat st;
 
-    if (stat(path, &st) != 0) {
+    /* O_NONBLOCK: a FIFO put in the file's place must not hang the start. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        buf_printf(err, "%s: cannot open: %s\n", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0) {
         buf_printf(err, "%s: cannot stat: %s\n", path, strerror(errno));
-        return -1;
+        goto out;
     }
-    if (!S_ISREG(st.st_mode)) {
-        buf_printf(err, "%s: not a regular file\n", path);
-        return -1;
+    if (!secrecy_ok(path, &st, err))
+        goto out;
+    if (buf_read_fd(out, fd) != 0) {
+        buf_printf(err, "%s: %s\n", path, errno == EFBIG ? "file too large" : strerror(errno));
+        goto out;
     }
-    if (st.st_mode & (S_IWGRP | S_IRWXO)) {
-        buf_printf(err, "%s: mode %04o grants access to others or write to the group; use 0600 or 0440\n", path,
-                   (unsigned)(st.st_mode & 07777));
-        return -1;
-    }
-    if (st.st_uid != geteuid() && st.st_uid != 0) {
-        buf_printf(err, "%s: owned by uid %u, neither this user nor root\n", path, (unsigned)st.st_uid);
-        return -1;
-    }
-    return 0;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
 }
 
 void creds_free(struct creds *c)
@@ -138,13 +161,15 @@ int creds_load(const char *path, struct creds **out, struct buf *err)
     json_t *root = NULL, *v;
     struct creds *c = NULL;
     const char *name;
+    struct buf data; /* the file's bytes, wiped */
 
     jc_init(&jc, path, err);
-    if (creds_check_secrecy(path, err) != 0) {
+    buf_init(&data, CREDS_FILE_MAX);
+    if (creds_read_secret(path, &data, err) != 0) {
         jc.nerr++;
         goto out;
     }
-    if (jc_load_file(&jc, CREDS_FILE_MAX, 1, &root) != 0)
+    if (jc_parse(&jc, data.p, data.len, 1, &root) != 0)
         goto out;
     c = calloc(1, sizeof(*c));
     if (c == NULL || (c->v = calloc(json_object_size(root) + 1, sizeof(*c->v))) == NULL)
@@ -181,6 +206,7 @@ out:
         wipe_json_strings(root);
         json_decref(root);
     }
+    buf_wipe(&data);
     creds_free(c);
     return rc;
 }

@@ -24,11 +24,14 @@ struct creds {
 };
 
 /*
- * Refuse a secret file that grants anything to others or write to the group
- * (group read is allowed, as Kubernetes mounts secrets 0440 with fsGroup), or
- * that belongs to another user than us or root. Appends "FILE: why" to err.
+ * Read a secret file into out (at most out's cap; the caller wipes out),
+ * refusing one that grants anything to others or write to the group (group
+ * read is allowed, as Kubernetes mounts secrets 0440 with fsGroup), or that
+ * belongs to another user than us or root. The checks are made on the open
+ * descriptor that is then read, so swapping the file (or a symlink to it)
+ * between check and read changes nothing. -1 with "FILE: why" in err.
  */
-int creds_check_secrecy(const char *path, struct buf *err);
+int creds_read_secret(const char *path, struct buf *out, struct buf *err);
 
 /* Copy the ALIBABA_CLOUD_* variables and wipe them from the environment.
  * Call once at start, before anything else reads the environment. */

@@ -36,7 +36,6 @@ int jc_load_file(struct jc *jc, size_t max, int wipe, json_t **out)
 {
     int rc = -1;
     struct buf data;
-    json_error_t je;
 
     buf_init(&data, max);
     if (buf_read_file(&data, jc->file) != 0) {
@@ -46,7 +45,21 @@ int jc_load_file(struct jc *jc, size_t max, int wipe, json_t **out)
             jc_error(jc, NULL, "cannot read: %s", strerror(errno));
         goto out;
     }
-    *out = json_loadb(data.p ? data.p : "", data.len, JSON_REJECT_DUPLICATES, &je);
+    rc = jc_parse(jc, data.p, data.len, wipe, out);
+out:
+    if (wipe)
+        buf_wipe(&data);
+    else
+        buf_free(&data);
+    return rc;
+}
+
+int jc_parse(struct jc *jc, const char *data, size_t len, int wipe, json_t **out)
+{
+    int rc = -1;
+    json_error_t je;
+
+    *out = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES, &je);
     if (*out == NULL) {
         /* je.text can quote file content; for secret files say only where. */
         if (wipe)
@@ -63,10 +76,6 @@ int jc_load_file(struct jc *jc, size_t max, int wipe, json_t **out)
     }
     rc = 0;
 out:
-    if (wipe)
-        buf_wipe(&data);
-    else
-        buf_free(&data);
     return rc;
 }
 

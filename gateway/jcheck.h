@@ -23,6 +23,9 @@ void jc_error(struct jc *jc, const char *key, const char *fmt, ...) __attribute_
 /* Read and parse file (at most max bytes, duplicate keys refused) into *out.
  * With wipe, the raw bytes are overwritten before they are freed (secrets). */
 int jc_load_file(struct jc *jc, size_t max, int wipe, json_t **out);
+/* Parse len bytes already read from jc's file (as jc_load_file does after
+ * reading; with wipe, a parse error does not quote the text). */
+int jc_parse(struct jc *jc, const char *data, size_t len, int wipe, json_t **out);
 
 /* Child key path: "a" + "b" → "a.b" (or "b" when parent is ""). */
 void jc_path(char *out, size_t outlen, const char *parent, const char *key);

@@ -4,6 +4,7 @@
 #include "tls.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,10 +24,22 @@ static void ssl_error(struct buf *err, const char *file, const char *what)
     ERR_clear_error();
 }
 
-SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, struct buf *err)
+/* Never prompt on the terminal for a pass phrase: encrypted keys are refused. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, const char *key_pem, size_t key_len, struct buf *err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method()), *ret = NULL;
     static const unsigned char sid_ctx[] = "smc-gateway";
+    BIO *bio = NULL;
+    EVP_PKEY *key = NULL;
 
     if (ctx == NULL)
         goto out;
@@ -40,7 +53,9 @@ SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, struct buf *err)
         ssl_error(err, t->cert_file, "cannot load the certificate chain");
         goto out;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1) {
+    bio = BIO_new_mem_buf(key_pem, (int)key_len);
+    if (bio == NULL || (key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL ||
+        SSL_CTX_use_PrivateKey(ctx, key) != 1) {
         ssl_error(err, t->key_file, "cannot load the private key");
         goto out;
     }
@@ -65,6 +80,8 @@ SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, struct buf *err)
     ret = ctx;
     ctx = NULL;
 out:
+    EVP_PKEY_free(key);
+    BIO_free(bio);
     SSL_CTX_free(ctx);
     return ret;
 }

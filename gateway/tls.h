@@ -24,8 +24,10 @@ struct cfg_tls {
     int min_tls13;        /* 1: TLS 1.3 only */
 };
 
-/* Build a server context; NULL with "FILE: why" lines in err. Caller frees. */
-SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, struct buf *err);
+/* Build a server context with the private key from key_pem (key_len bytes
+ * of t->key_file, read by the caller, who checked its mode and wipes it);
+ * NULL with "FILE: why" lines in err. Caller frees. */
+SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, const char *key_pem, size_t key_len, struct buf *err);
 
 /*
  * The verified peer certificate's identities as "CN=...", "DNS:...",

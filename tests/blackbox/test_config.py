@@ -46,6 +46,44 @@ def test_world_readable_credentials_refused(sim, keys):
     refused(g, g.creds_file, "mode 0644")
 
 
+def test_secrecy_is_checked_on_the_file_that_is_read(sim, keys):
+    # The credentials path is a symlink that another process keeps swapping
+    # between a private file (not JSON) and a world-readable one (valid). A
+    # check of the path followed by a second open of it could pass the one
+    # and read the other; a check of the opened descriptor never can.
+    import threading
+    g = cfg(sim, keys)
+    folder = os.path.dirname(g.creds_file)
+    readable = os.path.join(folder, "creds-0644.json")
+    private = os.path.join(folder, "creds-0600.json")
+    os.rename(g.creds_file, readable)
+    os.chmod(readable, 0o644)
+    with open(private, "w") as f:
+        f.write("not json")
+    os.chmod(private, 0o600)
+    os.symlink(private, g.creds_file)
+    stop = threading.Event()
+
+    def swap():
+        tmp = g.creds_file + ".tmp"
+        while not stop.is_set():
+            for target in (readable, private):
+                os.symlink(target, tmp)
+                os.replace(tmp, g.creds_file)
+
+    t = threading.Thread(target=swap, daemon=True)
+    t.start()
+    try:
+        outs = [g.check_config() for _ in range(150)]
+    finally:
+        stop.set()
+        t.join()
+    accepted = [o for rc, o in outs if rc == 0]
+    assert not accepted, accepted[0]
+    # Both files were met: refused for the mode, and for the content.
+    assert any("mode 0644" in o for _, o in outs) and any("invalid JSON" in o for _, o in outs)
+
+
 def test_group_readable_credentials_allowed(sim, keys):
     g = cfg(sim, keys)
     os.chmod(g.creds_file, 0o440)

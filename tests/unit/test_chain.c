@@ -266,7 +266,7 @@ UNIT_TEST(chain_key_loading)
 
     buf_init(&err, 4096);
     chain_key_id(k, want);
-    got = chain_load_private_key(unit_file("audit.pem", priv_pem, 0600), &err);
+    got = chain_private_key("audit.pem", priv_pem, strlen(priv_pem), &err);
     CHECK(got != NULL && chain_key_id(got, id) == 0 && strcmp(id, want) == 0);
     EVP_PKEY_free(got);
     got = chain_load_public_key(unit_file("audit.pub.pem", pub_pem, 0644), &err);
@@ -279,13 +279,14 @@ UNIT_TEST(chain_key_loading)
     EVP_PKEY_free(got);
     CHECK_INT(err.len, 0);
     /* Refusals name the file. */
-    snprintf(path, sizeof(path), "%s", unit_file("ec.pem", ec_pem, 0600));
-    CHECK(chain_load_private_key(path, &err) == NULL);
-    CHECK(has(err.p ? err.p : "", path) && has(err.p ? err.p : "", "not an Ed25519 key"));
+    CHECK(chain_private_key("ec.pem", ec_pem, strlen(ec_pem), &err) == NULL);
+    CHECK(has(err.p ? err.p : "", "ec.pem: ") && has(err.p ? err.p : "", "not an Ed25519 key"));
     buf_reset(&err);
-    snprintf(path, sizeof(path), "%s", unit_file("pubonly.pem", pub_pem, 0644));
-    CHECK(chain_load_private_key(path, &err) == NULL);
-    CHECK(has(err.p ? err.p : "", path));
+    CHECK(chain_private_key("pubonly.pem", pub_pem, strlen(pub_pem), &err) == NULL);
+    CHECK(has(err.p ? err.p : "", "pubonly.pem: "));
+    buf_reset(&err);
+    CHECK(chain_private_key("empty.pem", "", 0, &err) == NULL);
+    CHECK(has(err.p ? err.p : "", "empty.pem: empty file"));
     buf_reset(&err);
     snprintf(path, sizeof(path), "%s", unit_file("junk.pem", "-----BEGIN PUBLIC KEY-----\nzzz\n", 0644));
     CHECK(chain_load_public_key(path, &err) == NULL);
