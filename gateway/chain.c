@@ -109,16 +109,6 @@ out:
     return ok;
 }
 
-/* Never prompt on the terminal for a pass phrase: encrypted keys are refused. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
 /* The public half of key as a key of its own (DER round trip). */
 static EVP_PKEY *public_half(EVP_PKEY *key)
 {
@@ -150,7 +140,7 @@ static EVP_PKEY *parse_key(const char *name, const char *pem, size_t len, int wa
         bio = BIO_new_mem_buf(pem, (int)len);
         if (bio == NULL)
             goto out;
-        key = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+        key = PEM_read_bio_PUBKEY(bio, NULL, codec_no_passphrase, NULL);
         BIO_free(bio);
         bio = NULL;
     }
@@ -159,7 +149,7 @@ static EVP_PKEY *parse_key(const char *name, const char *pem, size_t len, int wa
         bio = BIO_new_mem_buf(pem, (int)len);
         if (bio == NULL)
             goto out;
-        priv = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+        priv = PEM_read_bio_PrivateKey(bio, NULL, codec_no_passphrase, NULL);
         if (priv != NULL && !want_private) {
             key = public_half(priv);
             EVP_PKEY_free(priv);

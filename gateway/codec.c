@@ -159,3 +159,12 @@ long codec_b64_decode(unsigned char *out, size_t outmax, const char *in, size_t 
 {
     return b64_decode(out, outmax, in, inlen, 0);
 }
+
+int codec_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}

@@ -27,4 +27,8 @@ long codec_b64url_decode(unsigned char *out, size_t outmax, const char *in, size
 /* Standard base64 (padding required); same contract as codec_b64url_decode. */
 long codec_b64_decode(unsigned char *out, size_t outmax, const char *in, size_t inlen);
 
+/* A pem_password_cb that never prompts on the terminal: encrypted PEM keys
+ * are refused. */
+int codec_no_passphrase(char *buf, int size, int rwflag, void *u);
+
 #endif

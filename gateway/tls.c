@@ -3,6 +3,8 @@
  */
 #include "tls.h"
 
+#include "codec.h"
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -22,16 +24,6 @@ static void ssl_error(struct buf *err, const char *file, const char *what)
     ERR_error_string_n(e, msg, sizeof(msg));
     buf_printf(err, "%s: %s (%s)\n", file, what, e ? msg : "no detail");
     ERR_clear_error();
-}
-
-/* Never prompt on the terminal for a pass phrase: encrypted keys are refused. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
 }
 
 SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, const char *key_pem, size_t key_len, struct buf *err)
@@ -54,7 +46,7 @@ SSL_CTX *tls_server_ctx_new(const struct cfg_tls *t, const char *key_pem, size_t
         goto out;
     }
     bio = BIO_new_mem_buf(key_pem, (int)key_len);
-    if (bio == NULL || (key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL ||
+    if (bio == NULL || (key = PEM_read_bio_PrivateKey(bio, NULL, codec_no_passphrase, NULL)) == NULL ||
         SSL_CTX_use_PrivateKey(ctx, key) != 1) {
         ssl_error(err, t->key_file, "cannot load the private key");
         goto out;
