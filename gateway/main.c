@@ -63,6 +63,24 @@ static void wipe_free(void *p)
     free(p);
 }
 
+/* A realloc that never leaves the old block behind unwiped (libcurl grows
+ * its request buffer, which holds the signed form, this way). */
+static void *wipe_realloc(void *p, size_t n)
+{
+    void *q;
+    size_t old;
+
+    if (p == NULL)
+        return malloc(n);
+    old = malloc_usable_size(p);
+    q = malloc(n > 0 ? n : 1);
+    if (q != NULL) {
+        memcpy(q, p, old < n ? old : n);
+        wipe_free(p);
+    }
+    return q;
+}
+
 static void harden_process(void)
 {
     struct rlimit rl = {0, 0};
@@ -364,9 +382,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "smc-gateway: libevent without pthreads support\n");
         return 1;
     }
+    /* jansson holds the parsed credentials file, libcurl the signed request
+     * (AccessKeyId, SecurityToken, Signature) in buffers it frees: both free
+     * through wipe_free. */
     json_set_alloc_funcs(wipe_malloc, wipe_free);
     creds_capture_env();
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wipe_free, wipe_realloc, strdup, calloc);
     buf_init(&err, 64 * 1024);
     cfg = cfg_load(path, CFG_FETCH_JWKS, &err);
     if (check) {
