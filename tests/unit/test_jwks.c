@@ -80,6 +80,44 @@ UNIT_TEST(jwks_rsa_ec_and_junk)
     buf_free(&report);
 }
 
+/* A JWK with e = 1 (any n) made every RS* token forgeable: now skipped with
+ * a reason, like the other unusable keys; the good key beside it stays. */
+UNIT_TEST(jwks_rsa_exponent_checked)
+{
+    EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    BIGNUM *n = NULL, *e = NULL;
+    struct buf doc, report;
+    struct auth_keyset *ks = NULL;
+    static const char *const bad_e[] = {"AQ", "Aw", "AQAA"}; /* 1, 3, 65536 */
+
+    EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_N, &n);
+    EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_E, &e);
+    buf_init(&doc, 65536);
+    buf_init(&report, 65536);
+    buf_adds(&doc, "{\"keys\":[");
+    for (size_t i = 0; i < 3; i++) {
+        buf_printf(&doc, "{\"kty\":\"RSA\",\"kid\":\"e%zu\",\"n\":\"", i);
+        b64u_bn(&doc, n, 0);
+        buf_printf(&doc, "\",\"e\":\"%s\"},", bad_e[i]);
+    }
+    buf_adds(&doc, "{\"kty\":\"RSA\",\"kid\":\"good\",\"n\":\"");
+    b64u_bn(&doc, n, 0);
+    buf_adds(&doc, "\",\"e\":\"");
+    b64u_bn(&doc, e, 0);
+    buf_adds(&doc, "\"}]}");
+    CHECK_INT(jwks_parse(doc.p, doc.len, AUTH_RS256, &ks, &report), 1);
+    CHECK(ks != NULL && ks->n == 1 && strcmp(ks->keys[0].kid, "good") == 0);
+    CHECK(report.p != NULL && strstr(report.p, "kid \"e0\": skipped: RSA key whose public exponent") != NULL);
+    CHECK(report.p != NULL && strstr(report.p, "kid \"e1\": skipped: RSA key whose public exponent") != NULL);
+    CHECK(report.p != NULL && strstr(report.p, "kid \"e2\": skipped: RSA key whose public exponent") != NULL);
+    auth_keyset_free(ks);
+    BN_free(n);
+    BN_free(e);
+    EVP_PKEY_free(rsa);
+    buf_free(&doc);
+    buf_free(&report);
+}
+
 UNIT_TEST(token_cache)
 {
     struct auth_cache *c = auth_cache_new(64);
