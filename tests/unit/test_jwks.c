@@ -1,6 +1,7 @@
 /* JWKS parsing and the verified-token cache. */
 #include "auth.h"
 #include "jwks.h"
+#include "jwksrc.h"
 #include "unit.h"
 
 #include <openssl/bn.h>
@@ -116,6 +117,25 @@ UNIT_TEST(jwks_rsa_exponent_checked)
     EVP_PKEY_free(rsa);
     buf_free(&doc);
     buf_free(&report);
+}
+
+/* Logs name the JWKS URL without what may carry credentials. */
+UNIT_TEST(jwks_url_for_log)
+{
+    static const char *const cases[][2] = {
+        {"https://idp.example.com/.well-known/jwks.json", "https://idp.example.com/.well-known/jwks.json"},
+        {"https://alice:s3cret@idp.example.com:8443/certs?api_key=K3Y#frag", "https://idp.example.com:8443/certs"},
+        {"http://tok@127.0.0.1:9000/jwks.json?sig=abc&x=1", "http://127.0.0.1:9000/jwks.json"},
+        {"https://[::1]:8443/j?k=v", "https://[::1]:8443/j"},
+        {"https://idp.example.com", "https://idp.example.com/"},
+        {"::not a url", "(unparsable URL)"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = jwksrc_url_for_log(cases[i][0]);
+        CHECK_STR(got, cases[i][1]);
+        free(got);
+    }
 }
 
 UNIT_TEST(token_cache)
