@@ -107,11 +107,56 @@ int auth_pkey_algs(EVP_PKEY *pkey)
     return 0;
 }
 
+int auth_pkey_check(EVP_PKEY *pkey, const char **why)
+{
+    int rc = -1, is_rsa = EVP_PKEY_is_a(pkey, "RSA"), is_ec = EVP_PKEY_is_a(pkey, "EC"), bits, explicit = 0;
+    BIGNUM *e = NULL;
+    EVP_PKEY_CTX *ctx = NULL;
+
+    if (is_rsa) {
+        /* e = 1 makes every signature verify; small e invites the e = 3
+         * forgeries of lax PKCS#1 parsers; a huge e makes each verification a
+         * full modular exponentiation. NIST SP 800-56B and FIPS 186-5 ask
+         * for an odd e with 2^16 < e < 2^256, and IdPs use 65537. */
+        if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) != 1) {
+            *why = "RSA key without a public exponent";
+            goto out;
+        }
+        bits = BN_num_bits(e);
+        if (!BN_is_odd(e) || bits <= 16 || bits > 256) {
+            *why = "RSA key whose public exponent is not an odd number between 2^16 and 2^256 (65537 is usual)";
+            goto out;
+        }
+    }
+    if (is_ec && EVP_PKEY_get_int_param(pkey, OSSL_PKEY_PARAM_EC_DECODED_FROM_EXPLICIT_PARAMS, &explicit) == 1 &&
+        explicit != 0) {
+        /* Explicit parameters can name a generator of the attacker's choice. */
+        *why = "EC key with explicit curve parameters (only named curves are accepted)";
+        goto out;
+    }
+    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (ctx == NULL || EVP_PKEY_public_check(ctx) != 1) {
+        *why = is_ec    ? "EC key whose point is not on the curve or is the point at infinity"
+               : is_rsa ? "RSA key whose modulus fails OpenSSL's public-key check"
+                        : "public key that fails OpenSSL's public-key check";
+        goto out;
+    }
+    rc = 0;
+out:
+    ERR_clear_error();
+    EVP_PKEY_CTX_free(ctx);
+    BN_free(e);
+    return rc;
+}
+
 uint64_t auth_keyset_next_id(void)
 {
-    static uint64_t next;
+    /* Sets are made on more than one thread (start-up, reload, JWKS fetches):
+     * an id used twice would let the token cache serve one set's tokens to
+     * another. */
+    static _Atomic uint64_t next;
 
-    return ++next;
+    return atomic_fetch_add(&next, 1) + 1;
 }
 
 struct auth_keyset *auth_keyset_ref(struct auth_keyset *ks)
@@ -144,6 +189,7 @@ int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, 
     struct auth_keyset *ks = NULL;
     BIO *bio = NULL;
     EVP_PKEY *pkey = NULL;
+    const char *why = NULL;
 
     buf_init(&data, AUTH_KEYFILE_MAX);
     if (buf_read_file(&data, path) != 0) {
@@ -185,6 +231,10 @@ int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, 
         ERR_clear_error();
         if (pkey == NULL) {
             buf_printf(err, "%s: not a PEM public key\n", path);
+            goto out;
+        }
+        if (auth_pkey_check(pkey, &why) != 0) {
+            buf_printf(err, "%s: refused: %s\n", path, why);
             goto out;
         }
         usable = auth_pkey_algs(pkey);

@@ -96,6 +96,17 @@ struct auth_keyset *auth_keyset_ref(struct auth_keyset *ks);
 void auth_keyset_free(struct auth_keyset *ks);
 /* Which algorithms a public key can verify (RSA ≥ 2048 bits, EC by curve). */
 int auth_pkey_algs(EVP_PKEY *pkey);
+/*
+ * Whether a public key is safe to verify tokens with, whatever its source
+ * (key_file or a JWKS): OpenSSL's full public-key check (EC: the point is on
+ * the curve and not the point at infinity; RSA: SP 800-56B, an odd composite
+ * modulus without small factors), EC only on a named curve (not decoded from
+ * explicit parameters), RSA only with an odd public exponent e, 2^16 < e <
+ * 2^256. A key failing any of these lets tokens be forged without the
+ * private key (e = 1, the point at infinity, a prime modulus). Returns 0, or
+ * -1 with *why set to a static reason (no key material).
+ */
+int auth_pkey_check(EVP_PKEY *pkey, const char **why);
 
 struct auth_params {
     int algs;             /* accepted algorithms */

@@ -82,7 +82,6 @@ static EVP_PKEY *ec_key(const json_t *jwk, const char **why)
     size_t coord;
     OSSL_PARAM_BLD *bld = NULL;
     EVP_PKEY *pkey = NULL;
-    EVP_PKEY_CTX *check = NULL;
 
     if (crv != NULL && strcmp(crv, "P-256") == 0) {
         group = "prime256v1";
@@ -113,15 +112,7 @@ static EVP_PKEY *ec_key(const json_t *jwk, const char **why)
         *why = "EC key OpenSSL refused";
         goto out;
     }
-    /* The point must be on the curve: an invalid-curve key is an attack. */
-    check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-    if (check == NULL || EVP_PKEY_public_check(check) != 1) {
-        *why = "EC key whose point is not on the curve";
-        EVP_PKEY_free(pkey);
-        pkey = NULL;
-    }
 out:
-    EVP_PKEY_CTX_free(check);
     OSSL_PARAM_BLD_free(bld);
     return pkey;
 }
@@ -193,6 +184,12 @@ int jwks_parse(const char *doc, size_t len, int algs, struct auth_keyset **out, 
             pkey = ec_key(jwk, &why);
         else
             why = "kty is neither RSA nor EC";
+        /* The checks a key file gets too: the point on the curve and not at
+         * infinity, the RSA exponent and modulus (auth_pkey_check). */
+        if (pkey != NULL && auth_pkey_check(pkey, &why) != 0) {
+            EVP_PKEY_free(pkey);
+            pkey = NULL;
+        }
         if (pkey != NULL) {
             usable = auth_pkey_algs(pkey) & algs;
             if (jalg != 0)

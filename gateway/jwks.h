@@ -2,7 +2,8 @@
  * jwks: JSON Web Key Sets (RFC 7517) to verification keys. RSA (n, e) and
  * EC (crv P-256/P-384/P-521, x, y) keys become OpenSSL public keys; keys of
  * other types, keys whose "use" is not "sig", keys whose "alg" is not one of
- * the configured algorithms, and malformed keys are skipped with a reason.
+ * the configured algorithms, malformed keys, and keys that fail
+ * auth_pkey_check (the same checks as a key file's) are skipped with a reason.
  * Pure: no I/O; the caller fetches or reads the document.
  */
 #ifndef GW_JWKS_H

@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,7 @@ struct jwksrc {
     struct metrics *metrics;
     struct cev *cev;
     char *url;
+    char *url_log; /* url without userinfo, query or fragment: what logs show */
     char *ca_file;
     int algs;
     long refresh_s;
@@ -52,6 +54,38 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     size_t n = size * nmemb;
 
     return buf_add(b, ptr, n) == 0 ? n : 0;
+}
+
+char *jwksrc_url_for_log(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *out = NULL;
+
+    /* Only the parts that name the resource: userinfo, query and fragment
+     * may carry credentials (a password, an API key, a signed-URL token). */
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+        if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+            port = NULL; /* none given: the scheme's default */
+        if (asprintf(&out, "%s://%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "", path) < 0)
+            out = NULL;
+    } else {
+        out = strdup("(unparsable URL)");
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_url_cleanup(u);
+    return out;
+}
+
+/* The URL as logs show it (never NULL). */
+static const char *log_url(const struct jwksrc *j)
+{
+    return j->url_log != NULL ? j->url_log : "(URL)";
 }
 
 /* An easy handle for the JWKS URL, writing into body. */
@@ -179,12 +213,17 @@ static void on_fetched(void *arg, CURL *easy, CURLcode res)
         auth_keyset_free(old);
         met_inc(j->metrics, MET_JWKS_REFRESHES);
         if (report.len > 0)
-            log_info("JWKS %s: %d usable keys; %s", j->url, n, report.p);
+            log_info("JWKS %s: %d usable keys; %s", log_url(j), n, report.p);
         else
-            log_info("JWKS %s: %d usable keys", j->url, n);
+            log_info("JWKS %s: %d usable keys", log_url(j), n);
     } else {
+        int have;
+        pthread_mutex_lock(&j->mu);
+        have = j->keys != NULL;
+        pthread_mutex_unlock(&j->mu);
         met_inc(j->metrics, MET_JWKS_REFRESH_FAILURES);
-        log_warn("JWKS %s: refresh failed, keeping the last good key set: %s", j->url,
+        log_warn("JWKS %s: refresh failed, %s: %s", log_url(j),
+                 have ? "keeping the last good key set" : "no key set: tokens are refused until a fetch succeeds",
                  report.p ? report.p : "unknown error");
     }
     buf_free(&report);
@@ -260,18 +299,48 @@ struct jwksrc *jwksrc_new(struct event_base *base, struct metrics *m, const stru
     return j;
 }
 
+static int same_str(const char *a, const char *b)
+{
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
 void jwksrc_reconfigure(struct jwksrc *j, const struct jwksrc_opts *o)
 {
-    int changed = j->url != NULL && strcmp(j->url, o->url) != 0;
+    /* A set fetched from another URL, trusted through another CA file or
+     * parsed for other algorithms is not the configured IdP's: it must not
+     * verify one more token, not even while the new URL does not answer. */
+    int changed =
+        j->url != NULL && (strcmp(j->url, o->url) != 0 || !same_str(j->ca_file, o->ca_file) || j->algs != o->algs);
+    struct auth_keyset *old = NULL;
+    int have;
 
     free(j->url);
+    free(j->url_log);
     free(j->ca_file);
     j->url = strdup(o->url);
+    j->url_log = jwksrc_url_for_log(o->url);
     j->ca_file = o->ca_file ? strdup(o->ca_file) : NULL;
     j->algs = o->algs;
     j->refresh_s = o->refresh_s;
     arm_timer(j);
-    if (changed || j->keys == NULL) {
+    if (changed) {
+        /* Dropped before the new configuration is published (main.c swaps
+         * it in after this call), so no request of either generation sees
+         * the old set; cache entries name the dropped set's id, which is
+         * never current again. */
+        pthread_mutex_lock(&j->mu);
+        old = j->keys;
+        j->keys = NULL;
+        pthread_mutex_unlock(&j->mu);
+        auth_keyset_free(old);
+        log_warn("JWKS %s: auth.jwks_url, jwks_ca_file or algorithms changed: the previous key set no longer "
+                 "verifies tokens; tokens are refused until this URL answers",
+                 log_url(j));
+    }
+    pthread_mutex_lock(&j->mu);
+    have = j->keys != NULL;
+    pthread_mutex_unlock(&j->mu);
+    if (changed || !have) {
         if (j->fetch != NULL) {
             cev_remove(j->cev, j->fetch);
             curl_easy_cleanup(j->fetch);
@@ -309,6 +378,7 @@ void jwksrc_free(struct jwksrc *j)
     pthread_mutex_destroy(&j->mu);
     auth_keyset_free(j->keys);
     free(j->url);
+    free(j->url_log);
     free(j->ca_file);
     free(j);
 }
@@ -354,7 +424,7 @@ int jwksrc_wait_refresh(struct jwksrc *j, struct event_base *base, void (*fn)(vo
         return 0;
     }
     if (kick) {
-        log_info("JWKS %s: a token names an unknown kid; refreshing early", j->url);
+        log_info("JWKS %s: a token names an unknown kid; refreshing early", log_url(j));
         event_active(j->kick, EV_TIMEOUT, 0);
     }
     return 1;

@@ -4,7 +4,9 @@
  * only (loopback http for tests), TLS verified, size-capped, with timeouts;
  * refreshed every jwks_refresh_seconds, and early when a token names an
  * unknown kid — at most once per 30 s whatever the number of such tokens.
- * A failed refresh keeps the last good key set.
+ * A failed refresh keeps the last good key set; a reload that changes the
+ * URL, the CA file or the algorithms drops it at once (tokens are refused
+ * until the new URL answers). Logs show the URL without userinfo or query.
  *
  * Fetching runs on the loop that created the source (the main thread); the
  * key set and the waits are reached from any worker thread.
@@ -43,7 +45,9 @@ struct jwksrc *jwksrc_new(struct event_base *base, struct metrics *m, const stru
                           struct auth_keyset *initial);
 /* Waiting requests are dropped (their callbacks do not run). NULL-safe. */
 void jwksrc_free(struct jwksrc *j);
-/* Adopt new options (reload); a new URL is fetched at once. */
+/* Adopt new options (reload). When the URL, the CA file or the algorithms
+ * change, the current set is dropped (no token verifies with it any more)
+ * and the new URL is fetched at once. Main thread. */
 void jwksrc_reconfigure(struct jwksrc *j, const struct jwksrc_opts *o);
 /* The current key set, with a reference the caller drops (auth_keyset_free);
  * NULL while there is none. Any thread. */
@@ -57,5 +61,10 @@ struct auth_keyset *jwksrc_keys_get(struct jwksrc *j);
  * Any thread.
  */
 int jwksrc_wait_refresh(struct jwksrc *j, struct event_base *base, void (*fn)(void *arg), void *arg);
+
+/* url as logs may show it: scheme://host[:port]/path, without userinfo,
+ * query or fragment (they may carry credentials); "(unparsable URL)" when
+ * curl cannot parse it. Caller frees; NULL only when out of memory. */
+char *jwksrc_url_for_log(const char *url);
 
 #endif

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 
 import pytest
@@ -172,3 +173,65 @@ def test_hs256_gateway(make_gateway, sim, keys):
     r = gw.delete("j-bp1ready", gwtest.raw_token(b'{"alg":"HS256"}', claims_bytes(keys), hs256(b"")))
     assert r.status == 401
     assert len(sim.requests()) == 1
+
+
+# Public keys no one holds the private half of, but with which anyone can make
+# tokens: the gateway must refuse them at start-up, naming the file.
+
+# The SPKI of the P-256 point at infinity (encoded as the single byte 0x00).
+INFINITY_PEM = b"-----BEGIN PUBLIC KEY-----\nMBkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDAgAA\n-----END PUBLIC KEY-----\n"
+
+
+def _der(tag, body):
+    n = len(body)
+    if n < 0x80:
+        head = bytes([n])
+    else:
+        nb = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        head = bytes([0x80 | len(nb)]) + nb
+    return bytes([tag]) + head + body
+
+
+def _der_int(v):
+    b = v.to_bytes(v.bit_length() // 8 + 1, "big")  # a leading 0 keeps it positive
+    return _der(0x02, b)
+
+
+def rsa_spki_pem(n, e):
+    """An RSA public key PEM with any n and e (cryptography refuses e < 3)."""
+    alg = bytes.fromhex("300d06092a864886f70d0101010500")
+    spki = _der(0x30, alg + _der(0x03, b"\x00" + _der(0x30, _der_int(n) + _der_int(e))))
+    b64 = base64.encodebytes(spki).decode().replace("\n", "")
+    lines = [b64[i:i + 64] for i in range(0, len(b64), 64)]
+    return ("-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n").encode()
+
+
+def forge_rs256_e1(keys, kid=None, modlen=256):
+    """With e = 1 the signature is the PKCS#1 v1.5 encoding of the digest."""
+    hdr = {"alg": "RS256", "typ": "JWT"}
+    if kid is not None:
+        hdr["kid"] = kid
+    si = gwtest.b64url(json.dumps(hdr).encode()) + "." + gwtest.b64url(claims_bytes(keys))
+    di = bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(si.encode()).digest()
+    return si + "." + gwtest.b64url(b"\x00\x01" + b"\xff" * (modlen - 3 - len(di)) + b"\x00" + di)
+
+
+def _refused_at_start(sim, keys, workdir, name, pem, algorithms, why):
+    path = os.path.join(workdir, name)
+    with open(path, "wb") as f:
+        f.write(pem)
+    g = gwtest.Gateway(workdir, keys, sim.url, algorithms=algorithms, key_file=path, start=False)
+    rc, out = g.check_config()
+    assert rc == 1 and path in out and why in out, out
+    rc, out = g.run_expect_exit()
+    assert rc == 1 and path in out and why in out, out
+
+
+def test_key_file_ec_point_at_infinity_refused(sim, keys, workdir):
+    _refused_at_start(sim, keys, workdir, "inf.pub.pem", INFINITY_PEM, ("ES256",), "point at infinity")
+
+
+@pytest.mark.parametrize("e", [1, 3, 65536])
+def test_key_file_rsa_weak_exponent_refused(sim, keys, workdir, e):
+    n = keys.rsa.public_key().public_numbers().n
+    _refused_at_start(sim, keys, workdir, "rsa-e%d.pub.pem" % e, rsa_spki_pem(n, e), ("RS256",), "public exponent")

@@ -8,9 +8,11 @@
 #include "unit.h"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <time.h>
@@ -313,6 +315,140 @@ UNIT_TEST(auth_es256)
     /* A P-256 key cannot serve ES384. */
     CHECK(auth_keyset_load_file(path, AUTH_ES384, &ks, &err) != 0);
     CHECK(ks == NULL);
+    free(pem);
+    EVP_PKEY_free(ec);
+    buf_free(&err);
+}
+
+/* rsa's modulus with public exponent e: a key no one holds the private half of. */
+static EVP_PKEY *rsa_with_e(EVP_PKEY *rsa, unsigned long e)
+{
+    BIGNUM *n = NULL, *be = BN_new();
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *out = NULL;
+
+    EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_N, &n);
+    BN_set_word(be, e);
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be);
+    params = OSSL_PARAM_BLD_to_param(bld);
+    if (EVP_PKEY_fromdata_init(ctx) != 1 || EVP_PKEY_fromdata(ctx, &out, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        out = NULL;
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    EVP_PKEY_CTX_free(ctx);
+    BN_free(n);
+    BN_free(be);
+    return out;
+}
+
+/* With e = 1 the "signature" is the PKCS#1 v1.5 encoding of the digest itself. */
+static char *forge_rs256_e1(const char *header, const char *cl, size_t modlen)
+{
+    static const unsigned char sha256_prefix[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                                  0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+    unsigned char em[1024], *p;
+    struct buf b;
+
+    buf_init(&b, 65536);
+    b64url(&b, (const unsigned char *)header, strlen(header));
+    buf_addc(&b, '.');
+    b64url(&b, (const unsigned char *)cl, strlen(cl));
+    memset(em, 0xff, modlen);
+    em[0] = 0x00;
+    em[1] = 0x01;
+    p = em + modlen - 32 - sizeof(sha256_prefix) - 1;
+    *p++ = 0x00;
+    memcpy(p, sha256_prefix, sizeof(sha256_prefix));
+    EVP_Digest(b.p, b.len, p + sizeof(sha256_prefix), NULL, EVP_sha256(), NULL);
+    buf_addc(&b, '.');
+    b64url(&b, em, modlen);
+    return buf_take(&b);
+}
+
+/* A key file whose RSA exponent is 1 made every RS* token forgeable; small
+ * and even exponents are refused too (SP 800-56B range: odd, 2^16 < e < 2^256). */
+UNIT_TEST(auth_key_file_rsa_exponent)
+{
+    EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    static const unsigned long bad[] = {1, 3, 17, 65536, 65538};
+    struct auth_keyset *ks = NULL;
+    struct buf err;
+    struct auth_params p = params(AUTH_RS256);
+    struct auth_identity id;
+    char *t;
+
+    buf_init(&err, 4096);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        EVP_PKEY *k = rsa_with_e(rsa, bad[i]);
+        char *pem;
+        const char *path;
+        CHECK(k != NULL);
+        if (k == NULL)
+            continue;
+        pem = pubkey_pem(k);
+        path = unit_file("rs-e.pub.pem", pem, 0644);
+        buf_reset(&err);
+        CHECK(auth_keyset_load_file(path, AUTH_RS256, &ks, &err) != 0);
+        CHECK(ks == NULL);
+        CHECK(err.p != NULL && strstr(err.p, path) != NULL && strstr(err.p, "public exponent") != NULL);
+        if (ks != NULL && bad[i] == 1) {
+            /* What the old code let through: a token anyone can make. */
+            t = forge_rs256_e1("{\"alg\":\"RS256\"}", claims(""), 256);
+            CHECK_INT(auth_verify(&p, ks, t, strlen(t), (double)time(NULL), &id), AUTH_E_SIGNATURE);
+            auth_identity_clear(&id);
+            free(t);
+        }
+        auth_keyset_free(ks);
+        ks = NULL;
+        free(pem);
+        EVP_PKEY_free(k);
+    }
+    /* 65537, the usual exponent, and a larger odd one are fine. */
+    for (unsigned long e = 65537; e <= 65539; e += 2) {
+        EVP_PKEY *k = rsa_with_e(rsa, e);
+        char *pem = pubkey_pem(k);
+        buf_reset(&err);
+        CHECK(auth_keyset_load_file(unit_file("rs-e.pub.pem", pem, 0644), AUTH_RS256, &ks, &err) == 0);
+        auth_keyset_free(ks);
+        ks = NULL;
+        free(pem);
+        EVP_PKEY_free(k);
+    }
+    EVP_PKEY_free(rsa);
+    buf_free(&err);
+}
+
+/* The SPKI of the P-256 point at infinity (the encoding 0x00): with it, any
+ * r, s of the right shape verifies, so anyone could make ES256 tokens. */
+static const char inf_pem[] = "-----BEGIN PUBLIC KEY-----\n"
+                              "MBkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDAgAA\n"
+                              "-----END PUBLIC KEY-----\n";
+
+UNIT_TEST(auth_key_file_ec_checked)
+{
+    const char *path = unit_file("inf.pub.pem", inf_pem, 0644);
+    EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    struct auth_keyset *ks = NULL;
+    struct buf err;
+    char *pem;
+
+    buf_init(&err, 4096);
+    CHECK(auth_keyset_load_file(path, AUTH_ES256, &ks, &err) != 0);
+    CHECK(ks == NULL);
+    CHECK(err.p != NULL && strstr(err.p, path) != NULL && strstr(err.p, "point at infinity") != NULL);
+    auth_keyset_free(ks);
+    ks = NULL;
+    /* A real key written with explicit curve parameters: refused as well. */
+    buf_reset(&err);
+    CHECK(EVP_PKEY_set_utf8_string_param(ec, OSSL_PKEY_PARAM_EC_ENCODING, OSSL_PKEY_EC_ENCODING_EXPLICIT) == 1);
+    pem = pubkey_pem(ec);
+    path = unit_file("explicit.pub.pem", pem, 0644);
+    CHECK(auth_keyset_load_file(path, AUTH_ES256, &ks, &err) != 0);
+    CHECK(err.p != NULL && strstr(err.p, "explicit curve parameters") != NULL);
+    auth_keyset_free(ks);
     free(pem);
     EVP_PKEY_free(ec);
     buf_free(&err);

@@ -1,6 +1,7 @@
 /* JWKS parsing and the verified-token cache. */
 #include "auth.h"
 #include "jwks.h"
+#include "jwksrc.h"
 #include "unit.h"
 
 #include <openssl/bn.h>
@@ -78,6 +79,63 @@ UNIT_TEST(jwks_rsa_ec_and_junk)
     EVP_PKEY_free(ec);
     buf_free(&doc);
     buf_free(&report);
+}
+
+/* A JWK with e = 1 (any n) made every RS* token forgeable: now skipped with
+ * a reason, like the other unusable keys; the good key beside it stays. */
+UNIT_TEST(jwks_rsa_exponent_checked)
+{
+    EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    BIGNUM *n = NULL, *e = NULL;
+    struct buf doc, report;
+    struct auth_keyset *ks = NULL;
+    static const char *const bad_e[] = {"AQ", "Aw", "AQAA"}; /* 1, 3, 65536 */
+
+    EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_N, &n);
+    EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_E, &e);
+    buf_init(&doc, 65536);
+    buf_init(&report, 65536);
+    buf_adds(&doc, "{\"keys\":[");
+    for (size_t i = 0; i < 3; i++) {
+        buf_printf(&doc, "{\"kty\":\"RSA\",\"kid\":\"e%zu\",\"n\":\"", i);
+        b64u_bn(&doc, n, 0);
+        buf_printf(&doc, "\",\"e\":\"%s\"},", bad_e[i]);
+    }
+    buf_adds(&doc, "{\"kty\":\"RSA\",\"kid\":\"good\",\"n\":\"");
+    b64u_bn(&doc, n, 0);
+    buf_adds(&doc, "\",\"e\":\"");
+    b64u_bn(&doc, e, 0);
+    buf_adds(&doc, "\"}]}");
+    CHECK_INT(jwks_parse(doc.p, doc.len, AUTH_RS256, &ks, &report), 1);
+    CHECK(ks != NULL && ks->n == 1 && strcmp(ks->keys[0].kid, "good") == 0);
+    CHECK(report.p != NULL && strstr(report.p, "kid \"e0\": skipped: RSA key whose public exponent") != NULL);
+    CHECK(report.p != NULL && strstr(report.p, "kid \"e1\": skipped: RSA key whose public exponent") != NULL);
+    CHECK(report.p != NULL && strstr(report.p, "kid \"e2\": skipped: RSA key whose public exponent") != NULL);
+    auth_keyset_free(ks);
+    BN_free(n);
+    BN_free(e);
+    EVP_PKEY_free(rsa);
+    buf_free(&doc);
+    buf_free(&report);
+}
+
+/* Logs name the JWKS URL without what may carry credentials. */
+UNIT_TEST(jwks_url_for_log)
+{
+    static const char *const cases[][2] = {
+        {"https://idp.example.com/.well-known/jwks.json", "https://idp.example.com/.well-known/jwks.json"},
+        {"https://alice:s3cret@idp.example.com:8443/certs?api_key=K3Y#frag", "https://idp.example.com:8443/certs"},
+        {"http://tok@127.0.0.1:9000/jwks.json?sig=abc&x=1", "http://127.0.0.1:9000/jwks.json"},
+        {"https://[::1]:8443/j?k=v", "https://[::1]:8443/j"},
+        {"https://idp.example.com", "https://idp.example.com/"},
+        {"::not a url", "(unparsable URL)"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = jwksrc_url_for_log(cases[i][0]);
+        CHECK_STR(got, cases[i][1]);
+        free(got);
+    }
 }
 
 UNIT_TEST(token_cache)
