@@ -182,34 +182,29 @@ void auth_keyset_free(struct auth_keyset *ks)
     free(ks);
 }
 
-int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, struct buf *err)
+int auth_keyset_from_bytes(const char *path, const char *bytes, size_t nbytes, int algs, struct auth_keyset **out,
+                           struct buf *err)
 {
     int rc = -1;
-    struct buf data;
     struct auth_keyset *ks = NULL;
     BIO *bio = NULL;
     EVP_PKEY *pkey = NULL;
     const char *why = NULL;
 
-    buf_init(&data, AUTH_KEYFILE_MAX);
-    if (buf_read_file(&data, path) != 0) {
-        buf_printf(err, "%s: cannot read: %s\n", path, errno == EFBIG ? "file too large" : strerror(errno));
-        goto out;
-    }
     ks = calloc(1, sizeof(*ks));
     if (ks == NULL || (ks->keys = calloc(1, sizeof(*ks->keys))) == NULL)
         goto out;
     if (algs & AUTH_ALGS_HMAC) {
-        size_t len = data.len;
-        if (len > 0 && data.p[len - 1] == '\n')
+        size_t len = nbytes;
+        if (len > 0 && bytes[len - 1] == '\n')
             len--;
-        if (len > 0 && data.p[len - 1] == '\r')
+        if (len > 0 && bytes[len - 1] == '\r')
             len--;
         if (len < AUTH_HMAC_MIN) {
             buf_printf(err, "%s: HMAC secret is %zu bytes, at least %d are required\n", path, len, AUTH_HMAC_MIN);
             goto out;
         }
-        if (memmem(data.p, len, "-----BEGIN", 10) != NULL) {
+        if (memmem(bytes, len, "-----BEGIN", 10) != NULL) {
             /* A PEM as an HMAC secret is the key-confusion attack's shape. */
             buf_printf(err, "%s: HS* algorithms need a shared secret, not a PEM key\n", path);
             goto out;
@@ -217,16 +212,16 @@ int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, 
         ks->keys[0].secret = malloc(len);
         if (ks->keys[0].secret == NULL)
             goto out;
-        memcpy(ks->keys[0].secret, data.p, len);
+        memcpy(ks->keys[0].secret, bytes, len);
         ks->keys[0].secret_len = len;
         ks->keys[0].algs = AUTH_ALGS_HMAC;
     } else {
         int usable;
-        if (data.len == 0) {
+        if (nbytes == 0) {
             buf_printf(err, "%s: key file is empty\n", path);
             goto out;
         }
-        bio = BIO_new_mem_buf(data.p, (int)data.len);
+        bio = BIO_new_mem_buf(bytes, (int)nbytes);
         pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
         ERR_clear_error();
         if (pkey == NULL) {
@@ -258,6 +253,19 @@ out:
     BIO_free(bio);
     EVP_PKEY_free(pkey);
     auth_keyset_free(ks);
+    return rc;
+}
+
+int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, struct buf *err)
+{
+    int rc = -1;
+    struct buf data;
+
+    buf_init(&data, AUTH_KEYFILE_MAX);
+    if (buf_read_file(&data, path) != 0)
+        buf_printf(err, "%s: cannot read: %s\n", path, errno == EFBIG ? "file too large" : strerror(errno));
+    else
+        rc = auth_keyset_from_bytes(path, data.p, data.len, algs, out, err);
     buf_wipe(&data);
     return rc;
 }

@@ -91,6 +91,11 @@ uint64_t auth_keyset_next_id(void);
  * The caller frees *out with auth_keyset_free.
  */
 int auth_keyset_load_file(const char *path, int algs, struct auth_keyset **out, struct buf *err);
+/* The same from the file's nbytes bytes, read by the caller (an HS* secret
+ * through creds_read_secret, which checks its mode; the caller wipes them);
+ * path names the file in messages. */
+int auth_keyset_from_bytes(const char *path, const char *bytes, size_t nbytes, int algs, struct auth_keyset **out,
+                           struct buf *err);
 /* Take another reference; auth_keyset_free drops one (the last frees). */
 struct auth_keyset *auth_keyset_ref(struct auth_keyset *ks);
 void auth_keyset_free(struct auth_keyset *ks);

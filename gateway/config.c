@@ -402,33 +402,26 @@ static void load_limits(struct jc *jc, const json_t *root, struct gw_config *c)
 
 /* Load the files the config names, then check references between them. */
 /* The JWT keys from whichever source the config names. */
-/* The secrecy rule for a key file read elsewhere: its bytes are read here
- * through the checked descriptor and dropped. */
-static int secret_file_ok(const char *path, struct buf *err)
-{
-    struct buf tmp;
-    int ok;
-
-    buf_init(&tmp, CFG_KEY_FILE_MAX);
-    ok = creds_read_secret(path, &tmp, err) == 0;
-    buf_wipe(&tmp);
-    return ok;
-}
-
 static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf *err)
 {
     struct buf report, doc;
     int n = -1;
-    const char *src = c->auth.jwks_url ? c->auth.jwks_url : c->auth.jwks_file;
+    char *shown = NULL; /* the JWKS URL as logs may show it */
 
     /* Nothing to load when the source or the algorithms are already in error. */
     if (c->auth.algs == 0 || ((c->auth.algs & AUTH_ALGS_HMAC) && (c->auth.algs & ~AUTH_ALGS_HMAC)) ||
         !!c->auth.key_file + !!c->auth.jwks_file + !!c->auth.jwks_url != 1)
         return;
     if (c->auth.key_file != NULL) {
-        if ((c->auth.algs & AUTH_ALGS_HMAC) && !secret_file_ok(c->auth.key_file, err))
-            jc->nerr++;
-        else if (auth_keyset_load_file(c->auth.key_file, c->auth.algs, &c->keys, err) != 0)
+        struct buf secret; /* an HS* secret, read through the descriptor its mode was checked on; wiped */
+        int rc;
+        buf_init(&secret, CFG_KEY_FILE_MAX);
+        if (!(c->auth.algs & AUTH_ALGS_HMAC))
+            rc = auth_keyset_load_file(c->auth.key_file, c->auth.algs, &c->keys, err);
+        else if ((rc = creds_read_secret(c->auth.key_file, &secret, err)) == 0)
+            rc = auth_keyset_from_bytes(c->auth.key_file, secret.p, secret.len, c->auth.algs, &c->keys, err);
+        buf_wipe(&secret);
+        if (rc != 0)
             jc->nerr++;
         else if (asprintf(&c->key_report, "auth: 1 key from %s", c->auth.key_file) < 0)
             c->key_report = NULL;
@@ -453,9 +446,15 @@ static void load_keys(struct jc *jc, struct gw_config *c, int flags, struct buf 
         buf_printf(err, "%s: auth.%s: no usable key set: %s", c->path ? c->path : "config",
                    c->auth.jwks_url ? "jwks_url" : "jwks_file", report.p ? report.p : "\n");
         jc->nerr++;
-    } else if (asprintf(&c->key_report, "auth: %d usable keys from %s%s%s", n, src, report.len ? "\n" : "",
-                        report.p ? report.p : "") < 0) {
-        c->key_report = NULL;
+    } else {
+        shown = c->auth.jwks_url ? jwksrc_url_for_log(c->auth.jwks_url) : NULL;
+        if (asprintf(&c->key_report, "auth: %d usable keys from %s%s%s", n,
+                     shown              ? shown
+                     : c->auth.jwks_url ? "auth.jwks_url"
+                                        : c->auth.jwks_file,
+                     report.len ? "\n" : "", report.p ? report.p : "") < 0)
+            c->key_report = NULL;
+        free(shown);
     }
     if (c->key_report != NULL && c->key_report[0] != '\0' && c->key_report[strlen(c->key_report) - 1] == '\n')
         c->key_report[strlen(c->key_report) - 1] = '\0';

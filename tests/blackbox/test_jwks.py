@@ -365,8 +365,6 @@ def test_jwks_url_credentials_not_logged(make_gateway, sim, idp):
         assert shown in l, l
 
 
-@pytest.mark.xfail(strict=True, reason="config.c's start-up key report ('auth: N usable keys from URL') still "
-                   "shows the URL verbatim; fix it there with jwksrc_url_for_log")
 def test_jwks_url_credentials_not_in_the_startup_report(make_gateway, sim, idp):
     url = "http://alice:s3cret-pw@127.0.0.1:%d/jwks.json?api_key=K3Y-in-query" % idp.port
     gw = jwks_gateway(make_gateway, sim, idp, jwks_url=url)
