@@ -753,28 +753,32 @@ void srv_addresses(const struct srv_req *r, const struct gw_config *cfg, char *p
 {
     const struct srv_conn *c = r->conn;
     const struct http_head *h = &r->head;
-    struct buf xff;
+    const char *xff[HTTP_MAX_FIELDS];
+    size_t nxff = 0;
 
     buf_copy(peer, peerlen, c->peer);
     buf_copy(client, clientlen, peer);
     if (cfg->ntrusted == 0 || !px_trusted(cfg->trusted, cfg->ntrusted, peer))
-        return;
-    if (c->proxy_client[0] != '\0') {
-        buf_copy(client, clientlen, c->proxy_client);
-        return;
+        goto out;
+    /* Behind the PROXY protocol the balancer works at L4: it vouches for
+     * the address in its header and for nothing in the request, so
+     * X-Forwarded-For is never read (a header without an address, v1
+     * UNKNOWN or v2 LOCAL, leaves the peer). The listener's own setting
+     * counts: proxy_protocol changes only at restart. */
+    if (c->srv->proxy_protocol) {
+        if (c->proxy_client[0] != '\0')
+            buf_copy(client, clientlen, c->proxy_client);
+        goto out;
     }
-    /* Several X-Forwarded-For fields form one list, in order. */
-    buf_init(&xff, 8192);
-    for (size_t i = 0; i < h->nfields; i++) {
-        if (strcasecmp(h->fields[i].name, "X-Forwarded-For") != 0)
-            continue;
-        if (xff.len > 0)
-            buf_addc(&xff, ',');
-        buf_adds(&xff, h->fields[i].value);
-    }
-    if (xff.p != NULL && px_xff_client(cfg->trusted, cfg->ntrusted, xff.p, client, clientlen) != 0)
+    /* Every X-Forwarded-For field, in order, read from the last (proxy.h);
+     * never joined, so no field can crowd out another. */
+    for (size_t i = 0; i < h->nfields && nxff < HTTP_MAX_FIELDS; i++)
+        if (strcasecmp(h->fields[i].name, "X-Forwarded-For") == 0)
+            xff[nxff++] = h->fields[i].value;
+    if (px_xff_client(cfg->trusted, cfg->ntrusted, xff, nxff, client, clientlen) != 0)
         buf_copy(client, clientlen, peer);
-    buf_free(&xff);
+out:
+    return;
 }
 
 size_t srv_client_cert(const struct srv_req *r, char ids[][TLS_ID_MAX], size_t max)
