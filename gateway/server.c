@@ -59,6 +59,7 @@ struct srv_req {
     size_t field_off[SRV_REPLY_FIELDS][2]; /* name and value offsets in fields */
     struct buf fields;                     /* their text, NUL-separated */
     int close;                             /* Connection: close was added */
+    int head_only;                         /* the request line says HEAD: no body in the answer */
 };
 
 struct srv_conn {
@@ -461,6 +462,9 @@ static void process(struct srv_conn *c)
         if (c->in.len == 0)
             break;
         end = http_head_end(c->in.p, c->in.len, &c->scanned);
+        /* Decided from the raw bytes, before parsing: refusals reset the
+         * parsed method, and a head refused as malformed has none. */
+        c->req.head_only = http_is_head_request(c->in.p, c->in.len);
         if (end == 0) {
             if (c->in.len >= s->max_head) {
                 refuse_head(c, 431, "request-head-too-large", "The request head is too large",
@@ -706,7 +710,7 @@ static void srv_reply(struct srv_req *r, const char *request_id, int status, con
     buf_reset(&c->out);
     c->out_off = 0;
     if (http_write_head(&c->out, status, date_now(c->srv), (const char *const(*)[2])f, n, len, c->close_after) != 0 ||
-        (r->head.method != HTTP_M_HEAD && len > 0 && buf_add(&c->out, body, len) != 0)) {
+        (!r->head_only && r->head.method != HTTP_M_HEAD && len > 0 && buf_add(&c->out, body, len) != 0)) {
         /* Only a reply over SRV_OUT_MAX or a field a handler got wrong lands here. */
         log_msg(LOG_LVL_ERROR, request_id, "reply %d could not be written (%zu bytes): connection closed", status, len);
         buf_reset(&c->out);
