@@ -115,6 +115,7 @@ struct srv {
 };
 
 static void dispatch(struct srv *s, struct srv_req *r);
+static int cors_headers(struct srv_req *req, const struct gw_config *cfg);
 static void process(struct srv_conn *c);
 static void flush(struct srv_conn *c);
 
@@ -487,6 +488,12 @@ static void process(struct srv_conn *c)
             refuse_head(c, 400, "bad-request", "The request head is malformed",
                         "See RFC 9112: a request line, then header fields, each line ending in CRLF");
         } else if (s->max_body >= 0 && c->req.head.content_length > s->max_body) {
+            /* The head is well-formed: its Origin counts, as on any answer. */
+            if (s->w != NULL) {
+                struct gw_config *cfg = gw_config_get(s->gw);
+                cors_headers(&c->req, cfg);
+                cfg_unref(cfg);
+            }
             refuse_head(c, 413, "content-too-large", "The request body is too large",
                         "The body exceeds limits.max_body_bytes");
         } else {
@@ -843,16 +850,19 @@ static void reply_health(struct srv *s, struct srv_req *req, const char *rid, en
     met_request(gw->metrics, route, status, NULL, (double)(clock_mono_ms() - t0) / 1000.0);
 }
 
-/* CORS: headers for an allowed Origin; preflight answered here. 1 = replied. */
-static int handle_cors(struct srv *s, struct srv_req *req, const char *rid, enum route_kind kind,
-                       const struct gw_config *cfg)
+/*
+ * CORS headers of an answer on the API listener, whatever its status (a
+ * dashboard must be able to read a problem body too): with cors
+ * configured, Vary: Origin, and for an allowed Origin the headers that let
+ * its page read the answer. 1 when the Origin is allowed.
+ */
+static int cors_headers(struct srv_req *req, const struct gw_config *cfg)
 {
     const char *origin = http_field(&req->head, "Origin");
     int allowed = 0;
-    char age[32];
 
-    if (cfg->cors.origins == NULL || kind != ROUTE_JOB)
-        return 0;
+    if (cfg->cors.origins == NULL)
+        goto out;
     for (size_t i = 0; origin != NULL && cfg->cors.origins[i] != NULL && !allowed; i++)
         allowed = strcmp(cfg->cors.origins[i], origin) == 0;
     srv_add_header(req, "Vary", "Origin");
@@ -860,12 +870,21 @@ static int handle_cors(struct srv *s, struct srv_req *req, const char *rid, enum
         srv_add_header(req, "Access-Control-Allow-Origin", origin);
         srv_add_header(req, "Access-Control-Expose-Headers", "X-Request-Id");
     }
-    if (req->head.method != HTTP_M_OPTIONS)
-        return 0;
+out:
+    return allowed;
+}
+
+/* A CORS preflight of any path under /jobs (so that a DELETE of a bad
+ * JobId reaches the route that refuses it readably), after cors_headers. */
+static void reply_preflight(struct srv *s, struct srv_req *req, const char *rid, int allowed,
+                            const struct gw_config *cfg)
+{
+    char age[32];
+
     if (!allowed) {
         srv_problem(req, rid, 403, "cors-origin-not-allowed", "This origin may not call the gateway", NULL, NULL);
         met_request(s->gw->metrics, "jobs", 403, NULL, 0);
-        return 1;
+        return;
     }
     snprintf(age, sizeof(age), "%ld", cfg->cors.max_age_s);
     srv_add_header(req, "Access-Control-Allow-Methods", "DELETE");
@@ -873,7 +892,6 @@ static int handle_cors(struct srv *s, struct srv_req *req, const char *rid, enum
     srv_add_header(req, "Access-Control-Max-Age", age);
     srv_reply(req, rid, 204, NULL, NULL, 0);
     met_request(s->gw->metrics, "jobs", 204, NULL, 0);
-    return 1;
 }
 
 static void dispatch(struct srv *s, struct srv_req *req)
@@ -883,7 +901,7 @@ static void dispatch(struct srv *s, struct srv_req *req)
     const char *given = http_field(&req->head, "X-Request-Id");
     char request_id[160], job_id[ROUTE_JOB_ID_MAX + 1];
     enum route_kind kind;
-    int admin = s->w == NULL, health_here, health;
+    int admin = s->w == NULL, health_here, health, allowed;
 
     if (given != NULL && route_valid_request_id(given))
         buf_copy(request_id, sizeof(request_id), given);
@@ -896,16 +914,21 @@ static void dispatch(struct srv *s, struct srv_req *req)
                     "The admin listener serves /healthz, /readyz and /metrics", NULL);
         return;
     }
+    cfg = gw_config_get(s->gw);
+    health_here = admin || cfg->admin_host == NULL;
+    /* The admin listener is for probes and scrapers, not browsers. */
+    allowed = !admin && cors_headers(req, cfg);
     if (!admin && !health && atomic_load(&s->gw->draining)) {
         srv_add_header(req, "Connection", "close");
         srv_add_header(req, "Retry-After", "1");
         srv_problem(req, request_id, 503, "shutting-down", "The gateway is shutting down", "Retry on another replica",
                     NULL);
+        cfg_unref(cfg);
         return;
     }
-    cfg = gw_config_get(s->gw);
-    health_here = admin || cfg->admin_host == NULL;
-    if (handle_cors(s, req, request_id, kind, cfg)) {
+    if (cfg->cors.origins != NULL && req->head.method == HTTP_M_OPTIONS &&
+        (kind == ROUTE_JOB || kind == ROUTE_BAD_JOB_ID || kind == ROUTE_JOBS_OTHER)) {
+        reply_preflight(s, req, request_id, allowed, cfg);
         cfg_unref(cfg);
         return;
     }
