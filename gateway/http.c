@@ -58,6 +58,13 @@ static size_t skip_leading_empty(const char *buf, size_t len)
     return pos;
 }
 
+int http_is_head_request(const char *buf, size_t len)
+{
+    size_t pos = skip_leading_empty(buf, len);
+
+    return len - pos >= 5 && memcmp(buf + pos, "HEAD ", 5) == 0;
+}
+
 size_t http_head_end(const char *buf, size_t len, size_t *scanned)
 {
     size_t i = skip_leading_empty(buf, len);

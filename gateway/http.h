@@ -68,6 +68,14 @@ size_t http_head_end(const char *buf, size_t len, size_t *scanned);
  */
 int http_parse_head(char *buf, size_t len, struct http_head *h);
 
+/*
+ * Whether the len bytes at buf (a head, complete or not, parsed or not)
+ * start with a request line whose method is HEAD, after the empty lines a
+ * head may start with. An answer to it has no body, even a refusal of a
+ * head http_parse_head would not take.
+ */
+int http_is_head_request(const char *buf, size_t len);
+
 /* The first field named name (case-insensitive), or NULL. */
 const char *http_field(const struct http_head *h, const char *name);
 /* How many fields are named name. */

@@ -106,26 +106,35 @@ static int xff_item(const char *p, size_t len, char *out, size_t outlen, int *fa
     return parse_addr(out, family, a);
 }
 
-int px_xff_client(const struct px_cidr *list, size_t n, const char *xff, char *client, size_t clientlen)
+int px_xff_client(const struct px_cidr *list, size_t n, const char *const *values, size_t nvalues, char *client,
+                  size_t clientlen)
 {
-    size_t end = strlen(xff);
     char item[PX_ADDR_MAX];
-    int have_leftmost = 0, family;
+    int rc = -1, family;
     uint8_t a[16];
 
-    while (end > 0) {
-        size_t start = end;
-        while (start > 0 && xff[start - 1] != ',')
-            start--;
-        if (xff_item(xff + start, end - start, item, sizeof(item), &family, a) != 0)
-            return -1; /* a malformed hop: do not guess past it */
-        snprintf(client, clientlen, "%s", item);
-        have_leftmost = 1;
-        if (!trusted_addr(list, n, family, a))
-            return 0;
-        end = start > 0 ? start - 1 : 0;
+    for (size_t v = nvalues; v > 0; v--) {
+        const char *xff = values[v - 1];
+        size_t end = strlen(xff), start;
+        for (;;) {
+            start = end;
+            while (start > 0 && xff[start - 1] != ',')
+                start--;
+            /* A malformed hop: do not guess past it (what is left of it
+             * may be the client's own words). */
+            if (xff_item(xff + start, end - start, item, sizeof(item), &family, a) != 0)
+                goto out;
+            snprintf(client, clientlen, "%s", item);
+            rc = 0;
+            if (!trusted_addr(list, n, family, a))
+                goto out;
+            if (start == 0)
+                break;
+            end = start - 1;
+        }
     }
-    return have_leftmost ? 0 : -1;
+out:
+    return rc;
 }
 
 static const unsigned char v2sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
@@ -138,19 +147,22 @@ static long proxy_v2(const unsigned char *d, size_t len, char *src, size_t srcle
     if (len < 16)
         return 0;
     cmd = d[12];
-    fam = d[13];
+    fam = d[13] & 0xF0;
     total = 16 + ((size_t)d[14] << 8 | d[15]);
-    if ((cmd & 0xF0) != 0x20 || total > 16 + 1024)
+    /* Version 2; LOCAL (0) or PROXY (1), any other command means drop. */
+    if ((cmd & 0xF0) != 0x20 || (cmd & 0x0F) > 0x01 || total > 16 + 1024)
+        return -1;
+    /* PROXY over AF_INET/AF_INET6 with fewer address bytes than the family has. */
+    if ((cmd & 0x0F) == 0x01 && ((fam == 0x10 && total < 16 + 12) || (fam == 0x20 && total < 16 + 36)))
         return -1;
     if (len < total)
         return 0;
     src[0] = '\0';
-    if ((cmd & 0x0F) == 0x01) { /* PROXY (LOCAL keeps the peer) */
-        if ((fam & 0xF0) == 0x10 && total >= 16 + 12)
-            inet_ntop(AF_INET, d + 16, src, (socklen_t)srclen);
-        else if ((fam & 0xF0) == 0x20 && total >= 16 + 36)
-            inet_ntop(AF_INET6, d + 16, src, (socklen_t)srclen);
-    }
+    /* LOCAL keeps the peer whatever addresses follow, as do AF_UNSPEC and AF_UNIX. */
+    if ((cmd & 0x0F) == 0x01 && fam == 0x10)
+        inet_ntop(AF_INET, d + 16, src, (socklen_t)srclen);
+    else if ((cmd & 0x0F) == 0x01 && fam == 0x20)
+        inet_ntop(AF_INET6, d + 16, src, (socklen_t)srclen);
     return (long)total;
 }
 

@@ -1,7 +1,7 @@
 /*
  * proxy: who the client is when the gateway sits behind a load balancer.
  * CIDR lists of trusted proxies, the rightmost untrusted hop of
- * X-Forwarded-For, and the PROXY protocol v1/v2 header. Pure: no I/O.
+ * X-Forwarded-For (read from the last field backwards), and the PROXY protocol v1/v2 header. Pure: no I/O.
  */
 #ifndef GW_PROXY_H
 #define GW_PROXY_H
@@ -23,19 +23,28 @@ int px_cidr_parse(const char *s, struct px_cidr *out);
 int px_trusted(const struct px_cidr *list, size_t n, const char *addr);
 
 /*
- * The client behind trusted proxies: walk X-Forwarded-For (comma-separated,
- * all headers joined in order) from the right, skipping trusted hops; the
- * first untrusted, well-formed address is the client. When every hop is
- * trusted, the leftmost is. Returns 0 and fills client, or -1 when xff holds
- * no usable address (then the caller keeps the peer).
+ * The client behind trusted proxies, from the nvalues X-Forwarded-For field
+ * values of one request, in the order they arrived (borrowed; no copy or
+ * join is made, so no length of what a client sends can push out what a
+ * proxy appended). Hops are read from the end: the last field first, each
+ * value's comma-separated hops right to left. Trusted hops are skipped; the
+ * first untrusted hop is the client. The walk stops without looking further
+ * left at a hop that is empty, longer than PX_ADDR_MAX - 1 or not a bare
+ * IPv4/IPv6 address (no port, no brackets): then, and when every hop is
+ * trusted, the client is the last trusted hop read. Returns 0 and fills
+ * client, or -1 when no hop was read (then the caller keeps the peer).
  */
-int px_xff_client(const struct px_cidr *list, size_t n, const char *xff, char *client, size_t clientlen);
+int px_xff_client(const struct px_cidr *list, size_t n, const char *const *values, size_t nvalues, char *client,
+                  size_t clientlen);
 
 /*
  * PROXY protocol header at the start of data (len bytes).
  * Returns the header's length (> 0) and fills src (the client address) when
  * a complete header is present, 0 when more bytes are needed, -1 when the
- * bytes are not a PROXY header. "LOCAL"/"UNKNOWN" headers give src = "".
+ * bytes are not a PROXY header (a v2 command other than LOCAL and PROXY, or
+ * an address block shorter than its TCP/UDP family needs, is not one).
+ * Headers without a client address give src = "": v1 UNKNOWN, v2 LOCAL, v2
+ * PROXY with the family AF_UNSPEC or AF_UNIX.
  */
 long px_proxy_header(const unsigned char *data, size_t len, char *src, size_t srclen);
 

@@ -59,6 +59,7 @@ struct srv_req {
     size_t field_off[SRV_REPLY_FIELDS][2]; /* name and value offsets in fields */
     struct buf fields;                     /* their text, NUL-separated */
     int close;                             /* Connection: close was added */
+    int head_only;                         /* the request line says HEAD: no body in the answer */
 };
 
 struct srv_conn {
@@ -114,6 +115,7 @@ struct srv {
 };
 
 static void dispatch(struct srv *s, struct srv_req *r);
+static int cors_headers(struct srv_req *req, const struct gw_config *cfg);
 static void process(struct srv_conn *c);
 static void flush(struct srv_conn *c);
 
@@ -461,6 +463,9 @@ static void process(struct srv_conn *c)
         if (c->in.len == 0)
             break;
         end = http_head_end(c->in.p, c->in.len, &c->scanned);
+        /* Decided from the raw bytes, before parsing: refusals reset the
+         * parsed method, and a head refused as malformed has none. */
+        c->req.head_only = http_is_head_request(c->in.p, c->in.len);
         if (end == 0) {
             if (c->in.len >= s->max_head) {
                 refuse_head(c, 431, "request-head-too-large", "The request head is too large",
@@ -483,6 +488,12 @@ static void process(struct srv_conn *c)
             refuse_head(c, 400, "bad-request", "The request head is malformed",
                         "See RFC 9112: a request line, then header fields, each line ending in CRLF");
         } else if (s->max_body >= 0 && c->req.head.content_length > s->max_body) {
+            /* The head is well-formed: its Origin counts, as on any answer. */
+            if (s->w != NULL) {
+                struct gw_config *cfg = gw_config_get(s->gw);
+                cors_headers(&c->req, cfg);
+                cfg_unref(cfg);
+            }
             refuse_head(c, 413, "content-too-large", "The request body is too large",
                         "The body exceeds limits.max_body_bytes");
         } else {
@@ -706,7 +717,7 @@ static void srv_reply(struct srv_req *r, const char *request_id, int status, con
     buf_reset(&c->out);
     c->out_off = 0;
     if (http_write_head(&c->out, status, date_now(c->srv), (const char *const(*)[2])f, n, len, c->close_after) != 0 ||
-        (r->head.method != HTTP_M_HEAD && len > 0 && buf_add(&c->out, body, len) != 0)) {
+        (!r->head_only && r->head.method != HTTP_M_HEAD && len > 0 && buf_add(&c->out, body, len) != 0)) {
         /* Only a reply over SRV_OUT_MAX or a field a handler got wrong lands here. */
         log_msg(LOG_LVL_ERROR, request_id, "reply %d could not be written (%zu bytes): connection closed", status, len);
         buf_reset(&c->out);
@@ -753,28 +764,32 @@ void srv_addresses(const struct srv_req *r, const struct gw_config *cfg, char *p
 {
     const struct srv_conn *c = r->conn;
     const struct http_head *h = &r->head;
-    struct buf xff;
+    const char *xff[HTTP_MAX_FIELDS];
+    size_t nxff = 0;
 
     buf_copy(peer, peerlen, c->peer);
     buf_copy(client, clientlen, peer);
     if (cfg->ntrusted == 0 || !px_trusted(cfg->trusted, cfg->ntrusted, peer))
-        return;
-    if (c->proxy_client[0] != '\0') {
-        buf_copy(client, clientlen, c->proxy_client);
-        return;
+        goto out;
+    /* Behind the PROXY protocol the balancer works at L4: it vouches for
+     * the address in its header and for nothing in the request, so
+     * X-Forwarded-For is never read (a header without an address, v1
+     * UNKNOWN or v2 LOCAL, leaves the peer). The listener's own setting
+     * counts: proxy_protocol changes only at restart. */
+    if (c->srv->proxy_protocol) {
+        if (c->proxy_client[0] != '\0')
+            buf_copy(client, clientlen, c->proxy_client);
+        goto out;
     }
-    /* Several X-Forwarded-For fields form one list, in order. */
-    buf_init(&xff, 8192);
-    for (size_t i = 0; i < h->nfields; i++) {
-        if (strcasecmp(h->fields[i].name, "X-Forwarded-For") != 0)
-            continue;
-        if (xff.len > 0)
-            buf_addc(&xff, ',');
-        buf_adds(&xff, h->fields[i].value);
-    }
-    if (xff.p != NULL && px_xff_client(cfg->trusted, cfg->ntrusted, xff.p, client, clientlen) != 0)
+    /* Every X-Forwarded-For field, in order, read from the last (proxy.h);
+     * never joined, so no field can crowd out another. */
+    for (size_t i = 0; i < h->nfields && nxff < HTTP_MAX_FIELDS; i++)
+        if (strcasecmp(h->fields[i].name, "X-Forwarded-For") == 0)
+            xff[nxff++] = h->fields[i].value;
+    if (px_xff_client(cfg->trusted, cfg->ntrusted, xff, nxff, client, clientlen) != 0)
         buf_copy(client, clientlen, peer);
-    buf_free(&xff);
+out:
+    return;
 }
 
 size_t srv_client_cert(const struct srv_req *r, char ids[][TLS_ID_MAX], size_t max)
@@ -835,16 +850,19 @@ static void reply_health(struct srv *s, struct srv_req *req, const char *rid, en
     met_request(gw->metrics, route, status, NULL, (double)(clock_mono_ms() - t0) / 1000.0);
 }
 
-/* CORS: headers for an allowed Origin; preflight answered here. 1 = replied. */
-static int handle_cors(struct srv *s, struct srv_req *req, const char *rid, enum route_kind kind,
-                       const struct gw_config *cfg)
+/*
+ * CORS headers of an answer on the API listener, whatever its status (a
+ * dashboard must be able to read a problem body too): with cors
+ * configured, Vary: Origin, and for an allowed Origin the headers that let
+ * its page read the answer. 1 when the Origin is allowed.
+ */
+static int cors_headers(struct srv_req *req, const struct gw_config *cfg)
 {
     const char *origin = http_field(&req->head, "Origin");
     int allowed = 0;
-    char age[32];
 
-    if (cfg->cors.origins == NULL || kind != ROUTE_JOB)
-        return 0;
+    if (cfg->cors.origins == NULL)
+        goto out;
     for (size_t i = 0; origin != NULL && cfg->cors.origins[i] != NULL && !allowed; i++)
         allowed = strcmp(cfg->cors.origins[i], origin) == 0;
     srv_add_header(req, "Vary", "Origin");
@@ -852,12 +870,21 @@ static int handle_cors(struct srv *s, struct srv_req *req, const char *rid, enum
         srv_add_header(req, "Access-Control-Allow-Origin", origin);
         srv_add_header(req, "Access-Control-Expose-Headers", "X-Request-Id");
     }
-    if (req->head.method != HTTP_M_OPTIONS)
-        return 0;
+out:
+    return allowed;
+}
+
+/* A CORS preflight of any path under /jobs (so that a DELETE of a bad
+ * JobId reaches the route that refuses it readably), after cors_headers. */
+static void reply_preflight(struct srv *s, struct srv_req *req, const char *rid, int allowed,
+                            const struct gw_config *cfg)
+{
+    char age[32];
+
     if (!allowed) {
         srv_problem(req, rid, 403, "cors-origin-not-allowed", "This origin may not call the gateway", NULL, NULL);
         met_request(s->gw->metrics, "jobs", 403, NULL, 0);
-        return 1;
+        return;
     }
     snprintf(age, sizeof(age), "%ld", cfg->cors.max_age_s);
     srv_add_header(req, "Access-Control-Allow-Methods", "DELETE");
@@ -865,7 +892,6 @@ static int handle_cors(struct srv *s, struct srv_req *req, const char *rid, enum
     srv_add_header(req, "Access-Control-Max-Age", age);
     srv_reply(req, rid, 204, NULL, NULL, 0);
     met_request(s->gw->metrics, "jobs", 204, NULL, 0);
-    return 1;
 }
 
 static void dispatch(struct srv *s, struct srv_req *req)
@@ -875,7 +901,7 @@ static void dispatch(struct srv *s, struct srv_req *req)
     const char *given = http_field(&req->head, "X-Request-Id");
     char request_id[160], job_id[ROUTE_JOB_ID_MAX + 1];
     enum route_kind kind;
-    int admin = s->w == NULL, health_here, health;
+    int admin = s->w == NULL, health_here, health, allowed;
 
     if (given != NULL && route_valid_request_id(given))
         buf_copy(request_id, sizeof(request_id), given);
@@ -888,16 +914,21 @@ static void dispatch(struct srv *s, struct srv_req *req)
                     "The admin listener serves /healthz, /readyz and /metrics", NULL);
         return;
     }
+    cfg = gw_config_get(s->gw);
+    health_here = admin || cfg->admin_host == NULL;
+    /* The admin listener is for probes and scrapers, not browsers. */
+    allowed = !admin && cors_headers(req, cfg);
     if (!admin && !health && atomic_load(&s->gw->draining)) {
         srv_add_header(req, "Connection", "close");
         srv_add_header(req, "Retry-After", "1");
         srv_problem(req, request_id, 503, "shutting-down", "The gateway is shutting down", "Retry on another replica",
                     NULL);
+        cfg_unref(cfg);
         return;
     }
-    cfg = gw_config_get(s->gw);
-    health_here = admin || cfg->admin_host == NULL;
-    if (handle_cors(s, req, request_id, kind, cfg)) {
+    if (cfg->cors.origins != NULL && req->head.method == HTTP_M_OPTIONS &&
+        (kind == ROUTE_JOB || kind == ROUTE_BAD_JOB_ID || kind == ROUTE_JOBS_OTHER)) {
+        reply_preflight(s, req, request_id, allowed, cfg);
         cfg_unref(cfg);
         return;
     }

@@ -218,3 +218,33 @@ def test_a_head_that_fills_the_buffer_to_the_cap_leaves_the_connection_usable(ma
         assert second.startswith(b"HTTP/1.1 200 ") and time.time() - t0 < 2, second[:200]
     finally:
         s.close()
+
+
+def assert_head_only(out, status):
+    """One answer to a HEAD request: its head, and not a byte of body."""
+    head, sep, rest = out.partition(b"\r\n\r\n")
+    assert sep and head.startswith(b"HTTP/1.1 %d " % status), out[:300]
+    assert b"\r\nContent-Type: application/problem+json\r\n" in head, head
+    assert rest == b"", rest[:200]
+
+
+def test_refusals_of_a_head_request_have_no_body(gw, sim):
+    # Refused at the HTTP layer (the head is never dispatched), each with the connection closed after it.
+    assert_head_only(gwtest.raw_request(gw.port, b"HEAD /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 999999\r\n\r\n"),
+                     413)
+    assert_head_only(gwtest.raw_request(gw.port, b"HEAD /healthz HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n"), 400)
+    assert_head_only(gwtest.raw_request(gw.port, b"HEAD /healthz HTTP/1.1\r\n\r\n"), 400)
+    assert_head_only(gwtest.raw_request(gw.port, b"HEAD /healthz HTTP/2.0\r\nHost: a\r\n\r\n"), 505)
+    assert_head_only(gwtest.raw_request(gw.port, b"\r\nHEAD /healthz HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"a" * 40000 +
+                                        b"\r\n\r\n"), 431)
+    extra = b"".join(b"X-F%d: v\r\n" % i for i in range(120))
+    assert_head_only(gwtest.raw_request(gw.port, b"HEAD /jobs/j-ok1 HTTP/1.1\r\nHost: a\r\n" + extra + b"\r\n"), 431)
+    # Refused by a route.
+    assert_head_only(gwtest.raw_request(gw.port, b"HEAD /jobs/j-ok1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+                     405)
+    assert_head_only(gwtest.raw_request(gw.port, b"HEAD /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"), 404)
+    # A GET refused the same way still has its body.
+    [resp] = split_responses(gwtest.raw_request(gw.port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+                                                b"Content-Length: 999999\r\n\r\n"))
+    assert_problem(resp, 413, "content-too-large")
+    assert sim.requests() == []

@@ -6,7 +6,8 @@
  *     be the bytes of the path, not something made up;
  *   - the header values with a syntax of their own (X-Request-Id,
  *     X-Change-Ticket), checked against an independent implementation;
- *   - X-Forwarded-For behind fixed trusted proxies (px_xff_client), and the
+ *   - X-Forwarded-For fields (the input split at newlines) behind fixed
+ *     trusted proxies (px_xff_client): the last field is read first; and the
  *     PROXY protocol v1/v2 header at the start of a connection
  *     (px_proxy_header, raw bytes), which must be stream-consistent: a
  *     header found in n bytes is "need more" in fewer, never "not a header";
@@ -79,18 +80,39 @@ static void check_proxy(const uint8_t *data, size_t size)
     FUZZ_CHECK(px_proxy_header(data, 0, src, sizeof(src)) == 0);
 }
 
+/* s split at newlines is a request's X-Forwarded-For fields, in order. */
 static void check_xff(const char *s)
 {
     char client[PX_ADDR_MAX];
     struct px_cidr c;
+    char *copy = strdup(s), *p, *nl;
+    const char *fields[8];
+    size_t n = 0;
 
+    FUZZ_CHECK(copy != NULL);
+    for (p = copy; n < 8; p = nl + 1) {
+        fields[n++] = p;
+        if ((nl = strchr(p, '\n')) == NULL)
+            break;
+        *nl = '\0';
+    }
     memset(client, 'x', sizeof(client));
-    if (px_xff_client(trusted, 3, s, client, sizeof(client)) == 0) {
-        FUZZ_CHECK(memchr(client, '\0', sizeof(client)) != NULL && is_addr(client) && strstr(s, client) != NULL);
+    if (px_xff_client(trusted, 3, fields, n, client, sizeof(client)) == 0) {
+        int inside = 0;
+        for (size_t i = 0; i < n; i++)
+            inside |= strstr(fields[i], client) != NULL;
+        FUZZ_CHECK(memchr(client, '\0', sizeof(client)) != NULL && is_addr(client) && inside);
         FUZZ_SAY("route: X-Forwarded-For client %s\n", client);
+    }
+    /* When the last field alone names an untrusted client, the fields before it change nothing. */
+    if (n > 1 && px_xff_client(trusted, 3, fields + n - 1, 1, client, sizeof(client)) == 0 &&
+        !px_trusted(trusted, 3, client)) {
+        char again[PX_ADDR_MAX];
+        FUZZ_CHECK(px_xff_client(trusted, 3, fields, n, again, sizeof(again)) == 0 && strcmp(again, client) == 0);
     }
     if (px_cidr_parse(s, &c) == 0)
         FUZZ_CHECK((c.family == 4 && c.bits >= 0 && c.bits <= 32) || (c.family == 6 && c.bits >= 0 && c.bits <= 128));
+    free(copy);
 }
 
 static void check_query(const char *s)

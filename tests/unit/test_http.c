@@ -162,3 +162,17 @@ UNIT_TEST(http_reply_head)
     CHECK_STR(http_reason(431), "Request Header Fields Too Large");
     buf_free(&b);
 }
+
+UNIT_TEST(test_http_is_head_request)
+{
+    CHECK(http_is_head_request("HEAD / HTTP/1.1\r\n\r\n", 19));
+    CHECK(http_is_head_request("HEAD /healthz HTTP/1.1\r\nX: \x01\r\n\r\n", 32)); /* malformed, still HEAD */
+    CHECK(http_is_head_request("\r\n\nHEAD / HTTP/2.0\r\n", 20));
+    CHECK(http_is_head_request("HEAD ", 5)); /* a head cut at the cap */
+    CHECK(!http_is_head_request("HEAD", 4));
+    CHECK(!http_is_head_request("head / HTTP/1.1\r\n\r\n", 19)); /* methods are case-sensitive */
+    CHECK(!http_is_head_request("HEADER / HTTP/1.1\r\n\r\n", 21));
+    CHECK(!http_is_head_request("GET / HTTP/1.1\r\n\r\n", 18));
+    CHECK(!http_is_head_request(" HEAD / HTTP/1.1\r\n\r\n", 20));
+    CHECK(!http_is_head_request("", 0));
+}
