@@ -49,6 +49,7 @@ struct job {
     struct event *qtimer;  /* bound on the time spent queued */
     int holds_slot;        /* counted in w->upstream_active */
     int status;            /* what the caller got (0: nothing yet) */
+    int counted;           /* the request is in the metrics (once, when answered) */
     char request_id[160];
     char job_id[ROUTE_JOB_ID_MAX + 1];
     char peer_ip[64];
@@ -124,12 +125,23 @@ static struct job *job_new(struct worker *w, struct srv_req *req, const char *jo
 
 static void release_slot(struct job *j);
 
+/* Count the request once: as its answer is sent (a scrape right after the
+ * answer sees it, though the outcome entry may still be on its way), or
+ * when it is freed unanswered. */
+static void job_count(struct job *j)
+{
+    if (!j->counted) {
+        j->counted = 1;
+        met_request(j->gw->metrics, "jobs", j->status, j->pteam ? j->pteam->name : NULL,
+                    (double)(clock_mono_ms() - j->t0_ms) / 1000.0);
+    }
+}
+
 static void job_free(struct job *j)
 {
     if (j == NULL)
         return;
-    met_request(j->gw->metrics, "jobs", j->status, j->pteam ? j->pteam->name : NULL,
-                (double)(clock_mono_ms() - j->t0_ms) / 1000.0);
+    job_count(j);
     release_slot(j);
     up_cancel(j->call);
     if (j->qtimer != NULL)
@@ -148,6 +160,7 @@ static void job_problem(struct job *j, int status, const char *type, const char 
                         const char *extra)
 {
     j->status = status;
+    job_count(j);
     srv_problem(j->http, j->request_id, status, type, title, detail, extra);
 }
 
@@ -444,6 +457,7 @@ static void on_upstream_done(void *arg, const struct up_outcome *o)
         buf_adds(&b, ",\"upstream_request_id\":");
         buf_json_str(&b, m->upstream_request_id, strlen(m->upstream_request_id));
         buf_addc(&b, '}');
+        job_count(j);
         srv_reply_json(j->http, j->request_id, 200, b.p ? b.p : "{}");
         buf_free(&b);
     } else {
