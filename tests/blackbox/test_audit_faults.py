@@ -252,3 +252,24 @@ def test_signing_key_added_by_reload_after_a_crash(make_gateway, sim, keys, sign
     assert_counts(entries(gw.audit_file))
     rc, out = verify(signing_key[1], gw.audit_file)
     assert rc == 0, out
+
+
+def test_audit_read_racing_a_size_rotation(make_gateway, sim, keys, workdir, faults):
+    env, arm, armed = faults
+    gw = make_gateway(sim.url, policy=POLICY, config={"audit": {"rotate_bytes": 8192}}, env=env)
+    for i in range(3):
+        gw.delete("j-ok%d" % i, keys.token())
+    h = {"Authorization": "Bearer " + keys.token(team="audit-team", sub="auditor@example.com")}
+    arm("SLOW_OPENDIR")  # the read scans audit.jsonl, then waits before listing the folder
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=gwtest.request(gw.port, "GET", "/audit?limit=1000", headers=h)))
+    t.start()
+    time.sleep(0.4)
+    for i in range(20):  # a size rotation meanwhile (or two)
+        gw.delete("j-ok%d" % i, keys.token())
+    t.join()
+    assert rotated(workdir)
+    assert out["r"].status == 200
+    seqs = [e["seq"] for e in out["r"].json()["entries"]]
+    assert seqs and seqs == sorted(set(seqs), reverse=True), seqs
+    assert gw.stop() == 0
