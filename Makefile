@@ -32,7 +32,7 @@ GW_OBJS  := $(GW_SRCS:gateway/%.c=$(BUILD)/obj/%.o)
 GW_HDRS  := $(wildcard gateway/*.h)
 
 PROGS := $(BUILD)/smc-gateway $(BUILD)/smc-gateway-audit $(BUILD)/smc-sim $(BUILD)/smc-token \
-         $(BUILD)/unit-tests
+         $(BUILD)/unit-tests $(BUILD)/fault.so
 
 .PHONY: all deps test unit blackbox run certs clean asan tsan fuzz soak bench format format-check install
 
@@ -52,6 +52,7 @@ $(BUILD)/smc-gateway-audit: $(BUILD)/obj/audit_cli.o $(GW_OBJS)
 
 # Test doubles and demo tools (tests/), built with the same flags.
 -include tests/sim/sim.mk
+-include tests/fault/fault.mk
 
 $(BUILD)/smc-token: tests/tools/smc_token.c | $(BUILD)/obj
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(PKG_LIBS) $(JWT_LIBS)
@@ -100,7 +101,7 @@ asan: deps
 	$(MAKE) deps-fuzz
 	$(MAKE) fuzz-regress
 
-FORMATTED := gateway/*.c gateway/*.h tests/tools/*.c tests/unit/*.c tests/unit/*.h
+FORMATTED := gateway/*.c gateway/*.h tests/tools/*.c tests/unit/*.c tests/unit/*.h tests/fault/*.c
 
 # make tsan: the black-box suite against a ThreadSanitizer build (the API
 # runs on several worker threads; a data race makes the binary exit 66).

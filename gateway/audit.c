@@ -48,6 +48,18 @@ struct item {
     struct audit_opts opts;  /* I_CONFIG: owned copies */
 };
 
+/*
+ * Where the chain stands (seq, prev, entries since the last checkpoint) and
+ * the size of the file that holds it. a->durable keeps it as of the last
+ * sync that succeeded: a failed write or sync rolls back to it.
+ */
+struct chain_state {
+    uint64_t seq;
+    unsigned char prev[32];
+    uint64_t since_cp;
+    off_t size;
+};
+
 /* A loop that appends entries and hears back: its own done queue and eventfd. */
 struct audit_port {
     struct audit *a;
@@ -83,6 +95,7 @@ struct audit {
     uint64_t since_cp;
     uint64_t file_first_seq;
     off_t good_size;                        /* bytes of the current file known written */
+    struct chain_state durable;             /* the above as of the last sync that succeeded */
     int dirty;                              /* written but not synced yet */
     struct timespec dirty_since;            /* since when */
     long window_us;                         /* group commit: at most one sync per window, under load */
@@ -149,18 +162,12 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-/* Chain state as of the last durable byte; a failed segment rolls back to it. */
-struct chain_state {
-    uint64_t seq;
-    unsigned char prev[32];
-    uint64_t since_cp;
-};
-
 static void save_state(const struct audit *a, struct chain_state *s)
 {
     s->seq = a->seq;
     memcpy(s->prev, a->prev, 32);
     s->since_cp = a->since_cp;
+    s->size = a->good_size;
 }
 
 static void restore_state(struct audit *a, const struct chain_state *s)
@@ -168,6 +175,7 @@ static void restore_state(struct audit *a, const struct chain_state *s)
     a->seq = s->seq;
     memcpy(a->prev, s->prev, 32);
     a->since_cp = s->since_cp;
+    a->good_size = s->size;
 }
 
 /* Hash the line just appended at a->out[start..] and advance the chain. */
@@ -251,16 +259,26 @@ static void slow_due(struct audit *a)
         slow_report(a);
 }
 
-/* Write a->out and sync when asked; 0 on success, else the log is failed. */
+/*
+ * Commit or roll back: write a->out (the lines chained since the last
+ * commit) and sync when asked. 0 on success. On failure the log is failed
+ * and the chain and the file size go back to the last sync that succeeded
+ * (a->durable): whatever followed it, this group and entries written
+ * without a sync before it alike, is not known durable, so try_recover
+ * moves those bytes into PATH.torn and the recovery entry follows the last
+ * durable entry. Every writer of lines (process, the checkpoint item,
+ * seal, write_recovery) commits through here.
+ */
 static int commit(struct audit *a, int sync)
 {
     struct timespec t0;
+    int rc = -1;
 
     if (a->out.len > 0) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
         if (write_all(a->fd, a->out.p, a->out.len) != 0) {
             set_failed(a, "write failed", errno);
-            return -1;
+            goto out;
         }
         met_hist_observe(&a->write_hist, since_s(&t0));
         a->good_size += (off_t)a->out.len;
@@ -269,17 +287,51 @@ static int commit(struct audit *a, int sync)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         if (fdatasync(a->fd) != 0) {
             set_failed(a, "fdatasync failed", errno);
-            return -1;
+            goto out;
         }
         note_sync(a, since_s(&t0));
         a->dirty = 0;
+        save_state(a, &a->durable);
     } else if (a->out.len > 0 && !a->dirty) {
         a->dirty = 1;
         clock_gettime(CLOCK_MONOTONIC, &a->dirty_since);
     }
+    rc = 0;
+out:
+    if (rc != 0) {
+        restore_state(a, &a->durable);
+        a->dirty = 0;
+    }
     buf_reset(&a->out);
     atomic_store(&a->last_seq, a->seq);
-    return 0;
+    return rc;
+}
+
+/*
+ * The open file is where the chain now continues (at start, after a
+ * recovery, a rotation or a new path): it is the durable base, and its
+ * rotated name will carry the seq of its first line, or of the next entry
+ * when it is empty. Every line begins with {"seq":N, so the first bytes tell.
+ */
+static void file_opened(struct audit *a)
+{
+    char head[48], *end;
+    ssize_t n;
+    unsigned long long v;
+
+    save_state(a, &a->durable);
+    a->dirty = 0;
+    a->file_first_seq = a->seq + 1;
+    if (a->good_size == 0)
+        return;
+    n = pread(a->fd, head, sizeof(head) - 1, 0);
+    if (n < 8 || memcmp(head, "{\"seq\":", 7) != 0 || head[7] < '0' || head[7] > '9')
+        return;
+    head[n] = '\0';
+    errno = 0;
+    v = strtoull(head + 7, &end, 10);
+    if (errno == 0 && *end == ',' && v >= 1)
+        a->file_first_seq = v;
 }
 
 /* PATH.state: where the chain stands, for a restart that finds an empty file. */
@@ -439,10 +491,13 @@ out:
 
 /*
  * Where the chain stands at start, read from the end of the file: the last
- * line gives seq and prev; with a signing key, the walk goes back to the
- * last checkpoint for the count since it. A torn tail (no final newline,
- * left by a crash) is moved aside; *torn receives its size. Reads through
- * a->fd (open_file's).
+ * line gives seq and prev. The count since the last checkpoint is known
+ * with or without a signing key (a key added later by reload seals with the
+ * right count): PATH.state's when it was written after that last line (a
+ * clean stop or a rotation), else the walk goes back to the last
+ * checkpoint. A torn tail (no final newline, left by a crash) is moved
+ * aside; *torn receives its size, and a->good_size drops to the last
+ * newline. Reads through a->fd (open_file's).
  */
 static int load_chain(struct audit *a, off_t *torn, struct buf *err)
 {
@@ -451,6 +506,7 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
     off_t end;
     struct tail_scan t;
     struct chain_state cs;
+    int have_state;
 
     *torn = 0;
     memset(a->prev, 0, 32);
@@ -470,30 +526,44 @@ static int load_chain(struct audit *a, off_t *torn, struct buf *err)
         if (move_torn(a, end, st.st_size, err) != 0)
             goto out;
         *torn = st.st_size - end;
+        a->good_size = end;
         log_warn("audit log %s: moved a torn last line (%lld bytes) to %s.torn", a->path, (long long)*torn, a->path);
     }
+    have_state = read_state_file(a, &cs) == 0;
     if (end == 0) {
-        if (read_state_file(a, &cs) == 0)
+        if (have_state) {
+            cs.size = 0;
             restore_state(a, &cs);
+        }
         if (a->seq > 0)
             log_info("audit log %s is empty: the chain continues from %s.state at seq %llu", a->path, a->path,
                      (unsigned long long)a->seq);
         rc = 0;
         goto out;
     }
-    memset(&t, 0, sizeof(t));
-    t.a = a;
-    t.want_checkpoint = a->key != NULL;
-    r = rev_lines(fd, end, CHAIN_LINE_MAX, on_tail_line, &t);
-    if (r < 0 || t.error != NULL) {
-        buf_printf(err, "%s: %s\n", a->path, t.error ? t.error : "cannot read the last lines");
-        goto out;
-    }
-    if (t.want_checkpoint && !t.found_cp) {
-        /* No checkpoint in this file: count from the chain's start, or from
-         * the state a rotation left (which ended the previous file). */
-        int cont = read_state_file(a, &cs) == 0 && cs.seq + 1 == t.first_seq;
-        a->since_cp = t.lines + (cont ? cs.since_cp : t.first_seq - 1);
+    /* The last line first; then, unless PATH.state knows the count as of
+     * that very line, back to the last checkpoint. */
+    for (int pass = 0; pass < 2; pass++) {
+        memset(&t, 0, sizeof(t));
+        t.a = a;
+        t.want_checkpoint = pass == 1;
+        r = rev_lines(fd, end, CHAIN_LINE_MAX, on_tail_line, &t);
+        if (r < 0 || t.error != NULL) {
+            buf_printf(err, "%s: %s\n", a->path, t.error ? t.error : "cannot read the last lines");
+            goto out;
+        }
+        if (t.found_cp)
+            break;
+        if (pass == 0 && have_state && cs.seq == a->seq && memcmp(cs.prev, a->prev, 32) == 0) {
+            a->since_cp = cs.since_cp;
+            break;
+        }
+        if (pass == 1) {
+            /* No checkpoint in this file: count from the chain's start, or
+             * from the state a rotation left (which ended the previous file). */
+            int cont = have_state && cs.seq + 1 == t.first_seq;
+            a->since_cp = t.lines + (cont ? cs.since_cp : t.first_seq - 1);
+        }
     }
     rc = 0;
 out:
@@ -532,7 +602,6 @@ static void try_recover(struct audit *a)
     struct stat st;
     off_t torn = 0;
     char reason[256];
-    struct chain_state cs;
 
     if (a->fd >= 0)
         close(a->fd);
@@ -557,10 +626,11 @@ static void try_recover(struct audit *a)
     }
     if (open_file(a, NULL) != 0)
         return;
-    save_state(a, &cs);
+    file_opened(a);
     atomic_store(&a->healthy, 1);
     if (write_recovery(a, reason, torn) != 0) {
-        restore_state(a, &cs);
+        /* commit rolled the chain and a->good_size back: the next attempt
+         * moves this entry's bytes aside with the rest. */
         atomic_store(&a->healthy, 0);
         return;
     }
@@ -568,7 +638,8 @@ static void try_recover(struct audit *a)
     log_info("audit log %s recovered at seq %llu: %s", a->path, (unsigned long long)a->seq, reason);
 }
 
-/* Seal the current file: a checkpoint, synced, and PATH.state for the next. */
+/* Seal the current file: a checkpoint, synced, and PATH.state for the next.
+ * On failure commit has rolled the chain back and the log is failed. */
 static int seal(struct audit *a)
 {
     if (checkpoint_line(a) != 0 || commit(a, 1) != 0)
@@ -599,8 +670,7 @@ static int rotate(struct audit *a, int rename_it)
         set_failed(a, "reopen failed", errno);
         return -1;
     }
-    if (a->good_size == 0)
-        a->file_first_seq = a->seq + 1;
+    file_opened(a);
     return 0;
 }
 
@@ -625,7 +695,7 @@ static void apply_config(struct audit *a, struct audit_opts *o)
             if (a->path == NULL || open_file(a, NULL) != 0)
                 set_failed(a, "reopen failed", errno);
             else
-                a->file_first_seq = a->seq + 1;
+                file_opened(a);
         }
     }
 }
@@ -633,11 +703,9 @@ static void apply_config(struct audit *a, struct audit_opts *o)
 /* Commit a run of entries (no control items in it) as one group. */
 static void process(struct audit *a, struct item *list)
 {
-    struct chain_state cs;
     struct item *it;
     int durable = 0, ok;
 
-    save_state(a, &cs);
     buf_reset(&a->out);
     for (it = list; it != NULL && atomic_load(&a->healthy); it = it->next) {
         if (chain_line(a, it->body) != 0) {
@@ -650,9 +718,7 @@ static void process(struct audit *a, struct item *list)
             log_error("audit checkpoint could not be signed");
     }
     ok = atomic_load(&a->healthy) && commit(a, durable) == 0;
-    if (!ok)
-        restore_state(a, &cs);
-    else if (durable)
+    if (ok && durable)
         a->last_sync = a->batch_start;
     for (it = list; it != NULL; it = it->next)
         it->ok = ok && it->ok == 0;
@@ -785,7 +851,7 @@ static void *writer_main(void *arg)
                 apply_config(a, &run->opts);
             } else if (atomic_load(&a->healthy)) {
                 if (run->kind == I_CHECKPOINT && a->key != NULL && a->since_cp > 0 && checkpoint_line(a) == 0)
-                    commit(a, 1);
+                    commit(a, 1); /* or roll back */
                 else if (run->kind == I_REOPEN)
                     rotate(a, 0);
             }
@@ -1013,8 +1079,7 @@ struct audit *audit_new(struct event_base *base, const struct audit_opts *o, str
         goto out;
     if (load_chain(a, &torn, err) != 0)
         goto out;
-    a->good_size -= torn;
-    a->file_first_seq = a->seq + 1;
+    file_opened(a);
     if (torn > 0 && write_recovery(a, "torn last line found at start (crash during a write)", torn) != 0) {
         buf_printf(err, "%s: cannot record the recovery of a torn line\n", a->path);
         goto out;

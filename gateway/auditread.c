@@ -118,6 +118,13 @@ struct scan {
     size_t count;
     uint64_t next;
     int full;
+    /* A size rotation may rename the current file while it is read: the
+     * same file under its rotated name is skipped, and so is any line not
+     * older than one already seen (newest first means seq goes down). */
+    uint64_t floor; /* the smallest seq seen so far; 0: none */
+    int have_cur;
+    dev_t cur_dev; /* the current file as scanned */
+    ino_t cur_ino;
 };
 
 /* One line (without its newline): 1 to stop, 0 to go on. */
@@ -133,6 +140,9 @@ static int take_line(void *arg, const char *line, size_t len)
     if (!json_is_integer(seqv))
         goto out;
     seq = (uint64_t)json_integer_value(seqv);
+    if (s->floor != 0 && seq >= s->floor)
+        goto out;
+    s->floor = seq;
     if ((s->q->cursor != 0 && seq >= s->q->cursor) || !chain_filter_match(&s->f, e))
         goto out;
     txt = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
@@ -153,14 +163,24 @@ out:
     return stop;
 }
 
-/* One file, newest line first; 1 when the page is complete. */
-static int scan_file(struct scan *s, const char *path)
+/* One file, newest line first; 1 when the page is complete. The current
+ * file (current) is remembered, so that it is not read again as a rotated one. */
+static int scan_file(struct scan *s, const char *path, int current)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC), stop = 0;
     struct stat st;
 
-    if (fd >= 0 && fstat(fd, &st) == 0)
-        stop = rev_lines(fd, st.st_size, CHAIN_LINE_MAX, take_line, s) == 1;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        goto out;
+    if (current) {
+        s->have_cur = 1;
+        s->cur_dev = st.st_dev;
+        s->cur_ino = st.st_ino;
+    } else if (s->have_cur && st.st_dev == s->cur_dev && st.st_ino == s->cur_ino) {
+        goto out;
+    }
+    stop = rev_lines(fd, st.st_size, CHAIN_LINE_MAX, take_line, s) == 1;
+out:
     if (fd >= 0)
         close(fd);
     return stop;
@@ -186,6 +206,10 @@ int ar_scan(const struct ar_query *q, struct buf *out, size_t *count, uint64_t *
                      out,
                      0,
                      0,
+                     0,
+                     0,
+                     0,
+                     0,
                      0};
     char dir[4096], stem[4096];
     DIR *d;
@@ -195,7 +219,7 @@ int ar_scan(const struct ar_query *q, struct buf *out, size_t *count, uint64_t *
     int rc = 0;
 
     /* The current file has the newest entries; rotated ones follow. */
-    if (!scan_file(&s, q->path)) {
+    if (!scan_file(&s, q->path, 1)) {
         chain_path_stem(q->path, dir, sizeof(dir), stem, sizeof(stem));
         d = opendir(dir);
         rot = calloc(AR_FILES_MAX, sizeof(*rot));
@@ -211,7 +235,7 @@ int ar_scan(const struct ar_query *q, struct buf *out, size_t *count, uint64_t *
         for (size_t i = 0; i < nrot; i++) {
             char path[8300];
             snprintf(path, sizeof(path), "%s/%s", dir, rot[i].name);
-            if (scan_file(&s, path))
+            if (scan_file(&s, path, 0))
                 break;
         }
     }
