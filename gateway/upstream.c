@@ -20,6 +20,7 @@
 #define UP_BACKOFF_MAX_MS 2000
 
 #define UP_EASY_POOL 64 /* easy handles kept for reuse */
+#define UP_RECV_BUFFER 4096L
 
 struct up {
     struct event_base *base;
@@ -245,6 +246,9 @@ static void setup_easy(CURL *e, const struct up *u, const struct up_params *p)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    /* SMC's answers are a few hundred bytes: a 4 KiB receive buffer (not
+     * 16 KiB) is one page per transfer, written by recv and wiped on free. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, UP_RECV_BUFFER);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 }
 
