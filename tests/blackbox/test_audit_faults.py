@@ -52,22 +52,22 @@ def entries(path):
     return [json.loads(l) for l in lines(path)]
 
 
-def wait_ready(gw, timeout=8):
+def wait_readyz(gw, status, timeout):
+    """Poll /readyz until it answers status (200 ready, 503 not)."""
     end = time.time() + timeout
     while time.time() < end:
-        if gwtest.request(gw.port, "GET", "/readyz").status == 200:
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def wait_unready(gw, timeout=3):
-    end = time.time() + timeout
-    while time.time() < end:
-        if gwtest.request(gw.port, "GET", "/readyz").status == 503:
+        if gwtest.request(gw.port, "GET", "/readyz").status == status:
             return True
         time.sleep(0.05)
     return False
+
+
+def wait_ready(gw, timeout=8):
+    return wait_readyz(gw, 200, timeout)
+
+
+def wait_unready(gw, timeout=3):
+    return wait_readyz(gw, 503, timeout)
 
 
 def verify_plain(*files):
