@@ -256,12 +256,24 @@ static int start_fetch(struct jwksrc *j)
     return 0;
 }
 
-/* The refresh timer, and the kick of an early refresh. */
+/* The refresh timer. */
 static void on_refresh(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     start_fetch(arg);
+}
+
+/* The kick of an early refresh, on the main loop: the URL (which a reload
+ * replaces there) is read only there, never from the worker that kicked. */
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    struct jwksrc *j = arg;
+
+    (void)fd;
+    (void)what;
+    log_info("JWKS %s: a token names an unknown kid; refreshing early", log_url(j));
+    start_fetch(j);
 }
 
 static void arm_timer(struct jwksrc *j)
@@ -288,7 +300,7 @@ struct jwksrc *jwksrc_new(struct event_base *base, struct metrics *m, const stru
     pthread_mutex_init(&j->mu, NULL);
     j->cev = cev_new(base, 4);
     j->timer = event_new(base, -1, EV_PERSIST, on_refresh, j);
-    j->kick = event_new(base, -1, 0, on_refresh, j);
+    j->kick = event_new(base, -1, 0, on_kick, j);
     j->wait_timer = event_new(base, -1, EV_PERSIST, on_wait_tick, j);
     if (j->cev == NULL || j->timer == NULL || j->kick == NULL || j->wait_timer == NULL ||
         event_add(j->wait_timer, &(struct timeval){0, 100 * 1000}) != 0) {
@@ -423,9 +435,7 @@ int jwksrc_wait_refresh(struct jwksrc *j, struct event_base *base, void (*fn)(vo
         free(w);
         return 0;
     }
-    if (kick) {
-        log_info("JWKS %s: a token names an unknown kid; refreshing early", log_url(j));
+    if (kick)
         event_active(j->kick, EV_TIMEOUT, 0);
-    }
     return 1;
 }

@@ -172,6 +172,13 @@ static enum map_transport classify(struct up_call *c, CURLcode res, char *errcla
      * left: assume it did (a refused resend of curl's fails to connect or
      * aborts after the first copy left). */
     sent = c->sends > 0 || pretransfer > 0;
+    if (c->sends > 0 && res != CURLE_OPERATION_TIMEDOUT) {
+        /* The first copy left; whatever failed after it (curl's resend
+         * meeting a refused connection or a failed TLS handshake, say)
+         * cannot make it unsent. */
+        snprintf(errclass, errlen, "connection_broken");
+        return MAP_BROKEN_AFTER_SEND;
+    }
     switch (res) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -215,3 +216,48 @@ def test_the_upstream_message_is_never_logged(make_gateway, workdir, keys):
         assert gwtest.ACCESS_KEY_ID not in log and token[:16] not in log and "string to sign" not in log
     finally:
         sim.stop()
+
+
+class TLSRelay(Relay):
+    """The Relay behind TLS: once `reset_after` requests have arrived, every
+    new connection is reset before its handshake completes."""
+
+    def __init__(self, sim_port, misbehave, folder, reset_after):
+        import subprocess
+        key, self.ca = os.path.join(folder, "relay.key"), os.path.join(folder, "relay.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", self.ca, "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.ca, key)
+        self.reset_after = reset_after
+        super().__init__(sim_port, misbehave)
+        self.url = self.url.replace("http://", "https://")
+
+    def serve(self, c):
+        if self.n >= self.reset_after:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+            return
+        try:
+            c = self.ctx.wrap_socket(c, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        super().serve(c)
+
+
+def test_curls_resend_failing_its_tls_handshake_is_still_unknown(make_gateway, sim, keys, workdir):
+    # As above, and curl's resend then meets a TLS handshake that fails:
+    # the first copy left all the same, so this is not a clean "failed".
+    relay = TLSRelay(sim.port, lambda n, s, d: ("reset",) if n == 2 else ("answer", s, d), workdir, reset_after=2)
+    try:
+        gw = make_gateway(relay.url, config={"workers": 1, "upstream": {"ca_file": relay.ca}})
+        assert gw.delete("j-ok1", keys.token()).status == 200
+        r = gw.delete("j-bp1ready", keys.token())
+        assert r.status == 502, r
+        assert r.json()["type"].endswith(":upstream-broken"), r.json()
+        assert "j-bp1ready" not in sim.jobs()
+        o = gw.audit_for(r.header("X-Request-Id"))[-1]
+        assert o["result"] == "unknown" and o["attempts"] == 1 and o["gateway_error"] == "connection_broken", o
+    finally:
+        relay.stop()
