@@ -28,6 +28,7 @@ lat_ms=${BENCH_UPSTREAM_LATENCY_MS:-100}
 lat_conns=${BENCH_LATENCY_CONNECTIONS:-256}
 rss_conns=${BENCH_RSS_CONNECTIONS:-1000}
 profile=${BENCH_PROFILE:-0}
+attribution=${BENCH_ATTRIBUTION:-0}
 wait_idle=${BENCH_WAIT_IDLE:-0}
 bench_dir=${BENCH_DIR:-$build/bench}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -57,7 +58,8 @@ done
 for prog in "$GATEWAY" "$SIM" "$TOKEN_TOOL"; do
     [ -x "$prog" ] || die "$prog is missing: run make all first"
 done
-for n in "$rounds" "$secs" "$conns" "$threads" "$warmup" "$lat_ms" "$lat_conns" "$rss_conns" "$wait_idle"; do
+for n in "$rounds" "$secs" "$conns" "$threads" "$warmup" "$lat_ms" "$lat_conns" "$rss_conns" "$wait_idle" \
+    "$attribution"; do
     case "$n" in '' | *[!0-9]*) die "BENCH_* settings must be whole numbers (got '$n')" ;; esac
 done
 [ "$rounds" -ge 1 ] && [ "$secs" -ge 1 ] || die "BENCH_ROUNDS and BENCH_SECONDS must be at least 1"
@@ -104,6 +106,12 @@ cp "$GATEWAY" "$SIM" "$TOKEN_TOOL" "$work/bin/"
 GATEWAY=$work/bin/smc-gateway
 SIM=$work/bin/smc-sim
 TOKEN_TOOL=$work/bin/smc-token
+FAULT_SHIM=$build/fault.so
+if [ "$attribution" = 1 ]; then
+    [ -f "$FAULT_SHIM" ] || die "BENCH_ATTRIBUTION=1 needs $FAULT_SHIM (make builds it)"
+    cp "$FAULT_SHIM" "$work/bin/"
+    FAULT_SHIM=$work/bin/fault.so
+fi
 if [ -x "$AUDIT_TOOL" ]; then
     cp "$AUDIT_TOOL" "$work/bin/"
     AUDIT_TOOL=$work/bin/smc-gateway-audit
@@ -356,9 +364,16 @@ else
     features+=("auth.token_cache=n/a")
 fi
 rm -f "$work/probe.json" "$work/probe-audit.jsonl"
+# BENCH_ATTRIBUTION=1: one more gateway, the first variant's config with
+# fdatasync made a no-op (tests/fault/fault.so, FAULT_NOSYNC). Not a figure
+# of the product (nothing is durable); it shows, in the same rounds, what
+# the audit's syncs cost. The table prints it apart from the servers.
+attr_variants=()
+[ "$attribution" = 1 ] && attr_variants=(gw-nosync)
 
 variant_extra() {
     case "$1" in
+    gw-nosync) variant_extra "${gw_variants[0]}" ;;
     gw-cache) merge_json "$gw_extra" '{"auth": {"token_cache": true}}' ;;
     gw-nocache) merge_json "$gw_extra" '{"auth": {"token_cache": false}}' ;;
     *) echo "$gw_extra" ;;
@@ -381,7 +396,12 @@ start_gateway() {
     local variant=$1 endpoint=$2 tag=$3
     gw_audit=$work/audit-$tag.jsonl
     gw_config "$work/gateway-$tag.json" "$endpoint" "$gw_audit" "$(variant_extra "$variant")"
-    "$GATEWAY" -c "$work/gateway-$tag.json" >"$out/logs/gateway-$tag.log" 2>&1 &
+    if [ "$variant" = gw-nosync ]; then
+        LD_PRELOAD=$FAULT_SHIM FAULT_NOSYNC=1 "$GATEWAY" -c "$work/gateway-$tag.json" \
+            >"$out/logs/gateway-$tag.log" 2>&1 &
+    else
+        "$GATEWAY" -c "$work/gateway-$tag.json" >"$out/logs/gateway-$tag.log" 2>&1 &
+    fi
     gw_pid=$!
     wait_port "$gw_port" "$gw_pid" "smc-gateway ($tag)" "$out/logs/gateway-$tag.log"
 }
@@ -528,7 +548,7 @@ bench_one() {
     esac
 }
 
-servers=(nginx haproxy "${gw_variants[@]}")
+servers=(nginx haproxy "${gw_variants[@]}" "${attr_variants[@]}")
 note "results in $out; ${#servers[@]} servers x $rounds rounds x ${secs}s (+ ${warmup}s warm-up each), then the latency-bound rounds"
 if [ "$warmup" -gt 0 ]; then
     for s in "${servers[@]}"; do
@@ -643,6 +663,7 @@ seconds=$secs
 connections=$conns
 threads=$threads
 servers=${servers[*]}
+attribution=${attr_variants[*]}
 token_cache=$token_cache
 features=${features[*]}
 latency_variant=$lat_variant

@@ -21,6 +21,7 @@ LABELS = {
     "gw-cache": "smc-gateway (token cache on)",
     "gw-nocache": "smc-gateway (token cache off)",
     "gw": "smc-gateway (cache n/a)",
+    "gw-nosync": "smc-gateway, fdatasync a no-op",
 }
 
 
@@ -102,6 +103,10 @@ def table(outdir):
     meta = read_meta(outdir)
     wrkdir = os.path.join(outdir, "wrk")
     servers = meta["servers"].split()
+    # Attribution runs (BENCH_ATTRIBUTION=1) are measured in the same rounds
+    # but are no configuration of the product: printed apart, below.
+    attribution = meta.get("attribution", "").split()
+    shown = [s for s in servers if s not in attribution]
     rounds = int(meta["rounds"])
     runs = {s: [] for s in servers}
     for r in range(1, rounds + 1):
@@ -132,7 +137,7 @@ def table(outdir):
     fmt = "%-31s %9s %7s %7s %7s %12s %6s %10s %9s"
     out.append(fmt % ("server", "req/s", "p50 ms", "p99 ms", "errors", "min–max", "CPU %", "vs HAProxy",
                       "vs nginx"))
-    for s in servers:
+    for s in shown:
         m = med[s]
         vs_h = m["rps"] / med["haproxy"]["rps"] if med["haproxy"]["rps"] else 0
         vs_n = m["rps"] / med["nginx"]["rps"] if med["nginx"]["rps"] else 0
@@ -151,12 +156,12 @@ def table(outdir):
     if waited > 0:
         out.append("waited %.0f s in all for a quiet machine (BENCH_WAIT_IDLE); %d runs started busy anyway" % (
             waited, busy))
-    for s in servers:
+    for s in shown:
         if s.startswith("gw"):
             per_round = ["%.2f" % (g.rps / h.rps) for g, h in zip(runs[s], runs["haproxy"]) if h.rps]
             out.append("%s / HAProxy, round by round: %s" % (LABELS.get(s, s), " ".join(per_round)))
     m = re.search(r"audit\.slow_sync_warn_ms=(\d+)", meta.get("features", ""))
-    for s in servers:
+    for s in shown:
         if s.startswith("gw") and m:
             # What each round's gateway log reports: how many syncs took that
             # long, the longest, and that round's p99 beside it.
@@ -166,6 +171,16 @@ def table(outdir):
             out.append("%s: audit syncs of %s ms or more, round by round: %s" % (LABELS.get(s, s), m.group(1),
                                                                                   " ".join(cells)))
 
+    for s in attribution:
+        base = [x for x in shown if x.startswith("gw")][0]
+        per_round = ["%.2f" % (g.rps / h.rps) for g, h in zip(runs[s], runs["haproxy"]) if h.rps]
+        cost = statistics.median(1 - b.rps / g.rps for g, b in zip(runs[s], runs[base]) if g.rps)
+        out.append("attribution, not a configuration (audit written, nothing synced, tests/fault/fault.so): "
+                   "%s, same rounds: %s req/s, p50 %.2f ms, p99 %.2f ms, %.2f× HAProxy (rounds %s); the syncs "
+                   "cost %s %.0f%% of its requests/s (median of the rounds)" % (
+                       LABELS.get(base, base), grouped(med[s]["rps"]), med[s]["p50"], med[s]["p99"],
+                       med[s]["rps"] / med["haproxy"]["rps"] if med["haproxy"]["rps"] else 0,
+                       " ".join(per_round), LABELS.get(base, base), 100 * cost))
     total_errors = sum(med[s]["errors"] for s in servers)
     lat_conns = int(meta["latency_connections"])
     rss_conns = int(meta["rss_connections"])
