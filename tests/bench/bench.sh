@@ -393,15 +393,11 @@ audit_verify_tool=no
 
 # start_gateway VARIANT ENDPOINT TAG: a fresh gateway with a fresh audit file.
 start_gateway() {
-    local variant=$1 endpoint=$2 tag=$3
+    local variant=$1 endpoint=$2 tag=$3 shim=()
     gw_audit=$work/audit-$tag.jsonl
     gw_config "$work/gateway-$tag.json" "$endpoint" "$gw_audit" "$(variant_extra "$variant")"
-    if [ "$variant" = gw-nosync ]; then
-        LD_PRELOAD=$FAULT_SHIM FAULT_NOSYNC=1 "$GATEWAY" -c "$work/gateway-$tag.json" \
-            >"$out/logs/gateway-$tag.log" 2>&1 &
-    else
-        "$GATEWAY" -c "$work/gateway-$tag.json" >"$out/logs/gateway-$tag.log" 2>&1 &
-    fi
+    [ "$variant" = gw-nosync ] && shim=(env LD_PRELOAD="$FAULT_SHIM" FAULT_NOSYNC=1)
+    "${shim[@]}" "$GATEWAY" -c "$work/gateway-$tag.json" >"$out/logs/gateway-$tag.log" 2>&1 &
     gw_pid=$!
     wait_port "$gw_port" "$gw_pid" "smc-gateway ($tag)" "$out/logs/gateway-$tag.log"
 }

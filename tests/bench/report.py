@@ -21,7 +21,6 @@ LABELS = {
     "gw-cache": "smc-gateway (token cache on)",
     "gw-nocache": "smc-gateway (token cache off)",
     "gw": "smc-gateway (cache n/a)",
-    "gw-nosync": "smc-gateway, fdatasync a no-op",
 }
 
 
@@ -156,10 +155,13 @@ def table(outdir):
     if waited > 0:
         out.append("waited %.0f s in all for a quiet machine (BENCH_WAIT_IDLE); %d runs started busy anyway" % (
             waited, busy))
+    def vs_haproxy(s):
+        """The server's ratios to HAProxy, round by round."""
+        return " ".join("%.2f" % (g.rps / h.rps) for g, h in zip(runs[s], runs["haproxy"]) if h.rps)
+
     for s in shown:
         if s.startswith("gw"):
-            per_round = ["%.2f" % (g.rps / h.rps) for g, h in zip(runs[s], runs["haproxy"]) if h.rps]
-            out.append("%s / HAProxy, round by round: %s" % (LABELS.get(s, s), " ".join(per_round)))
+            out.append("%s / HAProxy, round by round: %s" % (LABELS.get(s, s), vs_haproxy(s)))
     m = re.search(r"audit\.slow_sync_warn_ms=(\d+)", meta.get("features", ""))
     for s in shown:
         if s.startswith("gw") and m:
@@ -173,14 +175,13 @@ def table(outdir):
 
     for s in attribution:
         base = [x for x in shown if x.startswith("gw")][0]
-        per_round = ["%.2f" % (g.rps / h.rps) for g, h in zip(runs[s], runs["haproxy"]) if h.rps]
         cost = statistics.median(1 - b.rps / g.rps for g, b in zip(runs[s], runs[base]) if g.rps)
         out.append("attribution, not a configuration (audit written, nothing synced, tests/fault/fault.so): "
                    "%s, same rounds: %s req/s, p50 %.2f ms, p99 %.2f ms, %.2f× HAProxy (rounds %s); the syncs "
                    "cost %s %.0f%% of its requests/s (median of the rounds)" % (
                        LABELS.get(base, base), grouped(med[s]["rps"]), med[s]["p50"], med[s]["p99"],
                        med[s]["rps"] / med["haproxy"]["rps"] if med["haproxy"]["rps"] else 0,
-                       " ".join(per_round), LABELS.get(base, base), 100 * cost))
+                       vs_haproxy(s), LABELS.get(base, base), 100 * cost))
     total_errors = sum(med[s]["errors"] for s in servers)
     lat_conns = int(meta["latency_connections"])
     rss_conns = int(meta["rss_connections"])
